@@ -11,7 +11,8 @@ from miner import __version__
 #: modules that each export ``commands``: a list of click commands
 COMMAND_MODULES = (
     "miner.cli_core",  # grind, scan, bench
-    "miner.cli_mine",  # mine, pool
+    "miner.cli_mine",  # mine
+    "miner.cli_pool",  # pool
     "miner.cli_solo",  # solo
     "miner.cli_asic",  # asic
     "miner.cli_explain",  # explain
