@@ -1,0 +1,298 @@
+"""The numba CPU backend: SHA-256d over many nonces per call, lane-vectorised.
+
+The nonce loop is emitted as LLVM IR on ``<lanes x i32>`` vectors (16 lanes
+fill an AVX-512 register, 8 an AVX2 one, 4 an SSE one) from the traced kernel
+in :mod:`kernels.sha256d_dag`, through ``numba.extending.intrinsic``. Writing
+the vectors out, instead of hoping the loop vectoriser finds them, keeps the
+arithmetic 32-bit and the lane width ours to choose. The loop runs until a
+batch has a candidate and returns its lane mask; the ``@njit(nogil=True)``
+driver around it records nonces, so threads scan in parallel.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+from llvmlite import ir
+from numba import njit, types
+from numba.core import cgutils
+from numba.extending import intrinsic
+
+from kernels.base import Backend, Prepared, check_range
+from kernels.sha256d_dag import CONST, UNIFORM, Sha256dKernel
+
+KERNEL = Sha256dKernel()
+_FRONTIER_SLOT = {node.index: slot for slot, node in enumerate(KERNEL.frontier)}
+LANE_CHOICES = (4, 8, 16)
+I32 = ir.IntType(32)
+I64 = ir.IntType(64)
+
+
+def _splat(builder: ir.IRBuilder, vty: ir.VectorType, scalar) -> ir.Value:
+    undef = ir.Constant(vty, ir.Undefined)
+    first = builder.insert_element(undef, scalar, ir.Constant(I32, 0))
+    zeros = ir.Constant(ir.VectorType(I32, vty.count), [0] * vty.count)
+    return builder.shuffle_vector(first, undef, zeros)
+
+
+def _vector_intrinsic(builder: ir.IRBuilder, name: str, vty: ir.VectorType, args: list[ir.Value]) -> ir.Value:
+    module = builder.module
+    full = f"llvm.{name}.v{vty.count}i32"
+    fn = module.globals.get(full)
+    if fn is None:
+        fn = ir.Function(module, ir.FunctionType(vty, [vty] * len(args)), name=full)
+    return builder.call(fn, args)
+
+
+def _emit_scan_loop(builder: ir.IRBuilder, lanes: int, params_ptr, start, nbatches, target_top) -> ir.Value:
+    """IR for: for i in range(nbatches): hash lanes nonces; stop at a hit.
+
+    Returns (i << 32) | lane_mask of the first batch with a candidate, or -1.
+    """
+    vty = ir.VectorType(I32, lanes)
+    consts: dict[int, ir.Value] = {}
+
+    def const_vec(value: int) -> ir.Value:
+        if value not in consts:
+            consts[value] = ir.Constant(vty, [value] * lanes)
+        return consts[value]
+
+    # Once per call: broadcast the per-work-unit values.
+    uniform = []
+    for slot in range(len(KERNEL.frontier)):
+        scalar = builder.load(builder.gep(params_ptr, [ir.Constant(I64, slot)]))
+        uniform.append(_splat(builder, vty, scalar))
+    target_vec = _splat(builder, vty, target_top)
+    lane_offsets = ir.Constant(vty, list(range(lanes)))
+
+    entry = builder.block
+    fn = builder.function
+    loop = fn.append_basic_block("scan.loop")
+    found = fn.append_basic_block("scan.found")
+    cont = fn.append_basic_block("scan.cont")
+    done = fn.append_basic_block("scan.done")
+    builder.branch(loop)
+
+    builder.position_at_end(loop)
+    i = builder.phi(I64, name="batch")
+    i.add_incoming(ir.Constant(I64, 0), entry)
+    base = builder.add(start, builder.mul(builder.trunc(i, I32), ir.Constant(I32, lanes)))
+    nonces = builder.add(_splat(builder, vty, base), lane_offsets)
+
+    values: dict[int, ir.Value] = {}
+
+    def operand(node) -> ir.Value:
+        if node.kind == CONST:
+            return const_vec(node.value)
+        if node.kind == UNIFORM:
+            return uniform[_FRONTIER_SLOT[node.index]]
+        return values[node.index]
+
+    for node in KERNEL.live:
+        op = node.op
+        if op == "nonce":
+            v = _vector_intrinsic(builder, "bswap", vty, [nonces])
+        elif op == "add":
+            v = builder.add(operand(node.args[0]), operand(node.args[1]))
+        elif op == "xor":
+            v = builder.xor(operand(node.args[0]), operand(node.args[1]))
+        elif op == "and":
+            v = builder.and_(operand(node.args[0]), operand(node.args[1]))
+        elif op == "or":
+            v = builder.or_(operand(node.args[0]), operand(node.args[1]))
+        elif op == "rotr":
+            x = operand(node.args[0])
+            v = _vector_intrinsic(builder, "fshr", vty, [x, x, const_vec(node.args[1])])
+        elif op == "shr":
+            v = builder.lshr(operand(node.args[0]), const_vec(node.args[1]))
+        else:  # pragma: no cover - the tracer emits no other op
+            raise AssertionError(op)
+        values[node.index] = v
+
+    # The hash's top 32 bits are the byte-swapped last state word.
+    top = _vector_intrinsic(builder, "bswap", vty, [operand(KERNEL.output)])
+    hit = builder.icmp_unsigned("<=", top, target_vec)
+    mask = builder.zext(builder.bitcast(hit, ir.IntType(lanes)), I64)
+    builder.cbranch(builder.icmp_unsigned("!=", mask, ir.Constant(I64, 0)), found, cont)
+
+    builder.position_at_end(found)
+    found_result = builder.or_(builder.shl(i, ir.Constant(I64, 32)), mask)
+    builder.branch(done)
+
+    builder.position_at_end(cont)
+    next_i = builder.add(i, ir.Constant(I64, 1))
+    i.add_incoming(next_i, cont)
+    builder.cbranch(builder.icmp_signed("<", next_i, nbatches), loop, done)
+
+    builder.position_at_end(done)
+    result = builder.phi(I64, name="scan.result")
+    result.add_incoming(found_result, found)
+    result.add_incoming(ir.Constant(I64, -1), cont)
+    return result
+
+
+def _make_scan_intrinsic(lanes: int):
+    @intrinsic
+    def scan_batches(typingctx, params, start, nbatches, target_top):
+        """(params uint32[:], start u32, nbatches i64 >= 1, target_top u32) -> i64"""
+        sig = types.int64(params, types.uint32, types.int64, types.uint32)
+
+        def codegen(context, builder, signature, args):
+            params_val, start_val, nbatches_val, target_val = args
+            data = cgutils.create_struct_proxy(signature.args[0])(context, builder, value=params_val).data
+            return _emit_scan_loop(builder, lanes, data, start_val, nbatches_val, target_val)
+
+        return sig, codegen
+
+    return scan_batches
+
+
+_scan4 = _make_scan_intrinsic(4)
+_scan8 = _make_scan_intrinsic(8)
+_scan16 = _make_scan_intrinsic(16)
+
+
+# One driver per lane width, each a plain module-level function so numba can
+# cache it (cache=True): the second start of `miner` does not recompile.
+# Returns (candidates written to out, nonces scanned). It stops early only
+# when `out` is full, so the caller resumes from start + scanned.
+
+
+@njit(nogil=True, cache=True)
+def scan_lanes4(params, start, count, target_top, out):
+    lanes = 4
+    n = 0
+    batches = (count + lanes - 1) // lanes
+    b = 0
+    while b < batches:
+        if n + lanes > out.shape[0]:
+            return n, b * lanes
+        r = _scan4(params, np.uint32((start + b * lanes) & 0xFFFFFFFF), batches - b, np.uint32(target_top))
+        if r < 0:
+            break
+        b += r >> 32
+        mask = r & 0xFFFF
+        for lane in range(lanes):
+            if (mask >> lane) & 1 and b * lanes + lane < count:
+                out[n] = start + b * lanes + lane
+                n += 1
+        b += 1
+    return n, count
+
+
+@njit(nogil=True, cache=True)
+def scan_lanes8(params, start, count, target_top, out):
+    lanes = 8
+    n = 0
+    batches = (count + lanes - 1) // lanes
+    b = 0
+    while b < batches:
+        if n + lanes > out.shape[0]:
+            return n, b * lanes
+        r = _scan8(params, np.uint32((start + b * lanes) & 0xFFFFFFFF), batches - b, np.uint32(target_top))
+        if r < 0:
+            break
+        b += r >> 32
+        mask = r & 0xFFFF
+        for lane in range(lanes):
+            if (mask >> lane) & 1 and b * lanes + lane < count:
+                out[n] = start + b * lanes + lane
+                n += 1
+        b += 1
+    return n, count
+
+
+@njit(nogil=True, cache=True)
+def scan_lanes16(params, start, count, target_top, out):
+    lanes = 16
+    n = 0
+    batches = (count + lanes - 1) // lanes
+    b = 0
+    while b < batches:
+        if n + lanes > out.shape[0]:
+            return n, b * lanes
+        r = _scan16(params, np.uint32((start + b * lanes) & 0xFFFFFFFF), batches - b, np.uint32(target_top))
+        if r < 0:
+            break
+        b += r >> 32
+        mask = r & 0xFFFF
+        for lane in range(lanes):
+            if (mask >> lane) & 1 and b * lanes + lane < count:
+                out[n] = start + b * lanes + lane
+                n += 1
+        b += 1
+    return n, count
+
+
+SCANNERS = {4: scan_lanes4, 8: scan_lanes8, 16: scan_lanes16}
+
+
+def host_cpu_features() -> set[str]:
+    """The CPU features LLVM sees here (e.g. 'avx512f', 'avx2', 'sha')."""
+    try:
+        from llvmlite import binding
+
+        return {name for name, on in binding.get_host_cpu_features().items() if on}
+    except Exception:  # pragma: no cover - llvmlite without host feature support
+        return set()
+
+
+def default_lanes(features: set[str] | None = None) -> int:
+    """16 lanes fill an AVX-512 register, 8 an AVX2 one, 4 an SSE one."""
+    feats = host_cpu_features() if features is None else features
+    if "avx512f" in feats:
+        return 16
+    if "avx2" in feats:
+        return 8
+    return 4
+
+
+class CpuBackend(Backend):
+    """numba kernel; share one instance between threads (it holds no state)."""
+
+    name = "cpu"
+    default_chunk = 1 << 21
+
+    def __init__(self, lanes: int | None = None) -> None:
+        self.lanes = lanes or default_lanes()
+        if self.lanes not in SCANNERS:
+            raise ValueError(f"lanes must be one of {LANE_CHOICES}")
+        self._scan = SCANNERS[self.lanes]
+
+    def prepare(self, header: bytes, target: int) -> Prepared:
+        prepared = super().prepare(header, target)
+        params = np.array(KERNEL.evaluate_frontier(prepared.midstate, prepared.tail_be), dtype=np.uint32)
+        return _CpuPrepared(prepared, params)
+
+    def scan(self, prepared: Prepared, start: int, count: int) -> list[int]:
+        check_range(start, count)
+        if not isinstance(prepared, _CpuPrepared):
+            prepared = self.prepare(prepared.header76, prepared.target)
+        found: list[int] = []
+        out = np.empty(min(count, 1 << 16) + 16, dtype=np.int64)
+        while count > 0:
+            n, scanned = self._scan(prepared.params, start, count, prepared.target_top, out)
+            found.extend(out[:n].tolist())
+            start += scanned
+            count -= scanned
+        return found
+
+    def warm_up(self) -> None:
+        """Compile (or load from cache) before timing anything."""
+        self.scan(self.prepare(bytes(80), 0), 0, self.lanes)
+
+    def describe(self) -> str:
+        return f"cpu (numba, {self.lanes} lanes)"
+
+
+class _CpuPrepared:
+    """Prepared plus the per-work-unit values the vector code reads."""
+
+    __slots__ = ("header76", "target", "midstate", "tail_be", "target_top", "params")
+
+    def __init__(self, prepared: Prepared, params: np.ndarray) -> None:
+        self.header76 = prepared.header76
+        self.target = prepared.target
+        self.midstate = prepared.midstate
+        self.tail_be = prepared.tail_be
+        self.target_top = prepared.target_top
+        self.params = params
