@@ -102,7 +102,7 @@ def compress(state: tuple[int, ...], block: bytes, trace: Trace | None = None) -
         if trace is not None:
             trace(t, w[t], (a, b, c, d, e, f, g, h))
     # Step 4: add the compressed chunk to the running state (Davies-Meyer).
-    return tuple((s + v) & MASK32 for s, v in zip(state, (a, b, c, d, e, f, g, h)))
+    return tuple((s + v) & MASK32 for s, v in zip(state, (a, b, c, d, e, f, g, h), strict=True))
 
 
 def state_to_bytes(state: tuple[int, ...]) -> bytes:

@@ -143,7 +143,7 @@ class Graph:
             e = self.add(d, t1)
             d, c, b = c, b, a
             a = self.add(t1, t2)
-        return [self.add(s, v) for s, v in zip(state, (a, b, c, d, e, f, g, h))]
+        return [self.add(s, v) for s, v in zip(state, (a, b, c, d, e, f, g, h), strict=True)]
 
 
 def _apply(op: str, vals: tuple) -> int:

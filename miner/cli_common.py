@@ -23,14 +23,26 @@ class CliError(click.ClickException):
 def backend_options(func):
     """--backend, --threads, --device, --lanes: how and where to scan."""
 
-    @click.option("--backend", "-b", default="cpu", show_default=True, type=click.Choice(sorted(BACKENDS)),
-                  help="scanning backend")
-    @click.option("--threads", "-t", type=click.IntRange(min=1), default=None,
-                  help="CPU worker threads (default: one per core)")
-    @click.option("--device", "device", default=None, metavar="PLATFORM:DEVICE",
-                  help="OpenCL device (see `miner devices`)")
-    @click.option("--lanes", type=click.Choice(["4", "8", "16"]), default=None,
-                  help="CPU kernel SIMD lanes (default: from the CPU's features)")
+    @click.option(
+        "--backend",
+        "-b",
+        default="cpu",
+        show_default=True,
+        type=click.Choice(sorted(BACKENDS)),
+        help="scanning backend",
+    )
+    @click.option(
+        "--threads", "-t", type=click.IntRange(min=1), default=None, help="CPU worker threads (default: one per core)"
+    )
+    @click.option(
+        "--device", "device", default=None, metavar="PLATFORM:DEVICE", help="OpenCL device (see `miner devices`)"
+    )
+    @click.option(
+        "--lanes",
+        type=click.Choice(["4", "8", "16"]),
+        default=None,
+        help="CPU kernel SIMD lanes (default: from the CPU's features)",
+    )
     @functools.wraps(func)
     def wrapper(*args, **kwargs):
         return func(*args, **kwargs)
@@ -60,8 +72,9 @@ def make_backend(backend: str, device: str | None = None, lanes: str | None = No
         raise CliError(str(exc)) from None
 
 
-def make_engine(backend: str, threads: int | None, device: str | None = None, lanes: str | None = None,
-                **engine_kwargs):
+def make_engine(
+    backend: str, threads: int | None, device: str | None = None, lanes: str | None = None, **engine_kwargs
+):
     """An Engine over the chosen backend; a one-line error if it cannot run."""
     from miner.engine import Engine
 

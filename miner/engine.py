@@ -22,6 +22,7 @@ from miner.work import Share, Work
 CALL_SECONDS = 0.1  # aim for one kernel call to take this long
 MIN_CHUNK = 1 << 10
 MAX_CHUNK = 1 << 28
+CANDIDATES_PER_CALL = 256  # easy targets: keep hashlib re-checks per call bounded
 
 
 def default_threads() -> int:
@@ -49,6 +50,16 @@ def cpu_devices(backend: Backend, threads: int | None = None, pin: bool = True) 
         if len(allowed) >= n:
             cores = list(allowed[:n])
     return [Device(f"{backend.name.upper()} {i}", backend, "CPU", cores[i]) for i in range(n)]
+
+
+def chunk_cap(target: int) -> int:
+    """Largest range whose expected candidates stay near CANDIDATES_PER_CALL.
+
+    At regtest difficulty half of all nonces are hits; scanning millions at
+    once would leave the first share waiting behind a million hashlib checks.
+    """
+    expected_per_nonce = ((target >> 224) + 1) / (1 << 32)
+    return int(min(MAX_CHUNK, max(MIN_CHUNK, CANDIDATES_PER_CALL / expected_per_nonce)))
 
 
 def verify_candidate(work: Work, nonce: int, target_top: int) -> tuple[str, bytes]:
@@ -88,7 +99,6 @@ class Engine:
         self._cond = threading.Condition()
         self._next_work: Callable[[], Work | None] | None = None
         self._work: Work | None = None
-        self._prepared = None
         self._next_nonce = 0
         self._generation = 0
         self._in_flight = 0
@@ -154,17 +164,19 @@ class Engine:
     # --- workers ----------------------------------------------------------------
 
     def _take(self, chunk: int):
-        """The next range to scan: (generation, work, prepared, start, count)."""
+        """The next range to scan: (work, start, count), or None when stopping."""
         with self._cond:
             while True:
                 if self._stopping:
                     return None
                 if self._work is not None and self._next_nonce < self._work.nonce_end:
                     start = self._next_nonce
+                    if self.fixed_chunk is None:
+                        chunk = min(chunk, chunk_cap(self._work.target))
                     count = min(chunk, self._work.nonce_end - start)
                     self._next_nonce = start + count
                     self._in_flight += 1
-                    return self._generation, self._work, self._prepared, start, count
+                    return self._work, start, count
                 if self._next_work is not None and not self._exhausted:
                     try:
                         work = self._next_work()
@@ -177,7 +189,6 @@ class Engine:
                         self._cond.notify_all()
                         continue
                     self._work = work
-                    self._prepared = None  # prepared lazily by the first worker, per backend
                     self._next_nonce = work.nonce_start
                     self.stats.new_work()
                     continue
@@ -201,7 +212,7 @@ class Engine:
             got = self._take(chunk)
             if got is None:
                 return
-            generation, work, _, start, count = got
+            work, start, count = got
             try:
                 key = id(work)
                 prepared = prepared_cache.get(key)
