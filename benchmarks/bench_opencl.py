@@ -1,0 +1,106 @@
+"""OpenCL nonce throughput per device, beside the hashlib baseline of the same run.
+
+    python benchmarks/bench_opencl.py [--seconds 3] [--device 0:0 ...] [--cpu]
+
+Prints one JSON object (the numbers) and then a table. Each device is measured
+through the real engine (one worker per device, re-verification included) and
+as bare back-to-back kernel calls; ``--cpu`` adds the numba backend on all
+cores for comparison. Rates from different runs are not comparable on a
+shared machine, which is why the baseline is measured here every time.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+
+
+def measure_device(spec: str, seconds: float) -> dict:
+    from kernels import BackendUnavailable
+    from kernels.opencl import OpenCLBackend
+    from miner.throughput import engine_rate, single_call_rate
+
+    t0 = time.perf_counter()
+    try:
+        backend = OpenCLBackend(device=spec)
+    except BackendUnavailable as exc:
+        return {"backend": "opencl", "device": spec, "error": str(exc)}
+    setup = time.perf_counter() - t0
+    kernel = single_call_rate(backend, seconds / 2)
+    engine = engine_rate(backend, 1, seconds)
+    return {
+        "backend": "opencl",
+        "device": spec,
+        "name": backend.device_name,
+        "setup_seconds": round(setup, 3),
+        "chunk": backend.default_chunk,
+        "kernel_hashrate": kernel,
+        "hashrate": engine["hashrate"],
+    }
+
+
+def measure_cpu(seconds: float) -> dict:
+    from kernels import BackendUnavailable, get_backend
+    from miner.engine import default_threads
+    from miner.throughput import engine_rate
+
+    try:
+        backend = get_backend("cpu")
+    except (BackendUnavailable, ValueError) as exc:
+        return {"backend": "cpu", "device": "cpu", "error": str(exc)}
+    threads = default_threads()
+    result = engine_rate(backend, threads, seconds)
+    return {
+        "backend": "cpu",
+        "device": f"{threads} threads",
+        "name": backend.describe(),
+        "hashrate": result["hashrate"],
+    }
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--seconds", type=float, default=3.0, help="seconds per measurement")
+    parser.add_argument("--device", action="append", help="PLATFORM:DEVICE (default: every OpenCL device)")
+    parser.add_argument("--cpu", action="store_true", help="also measure the numba CPU backend")
+    args = parser.parse_args(argv)
+
+    from kernels import BackendUnavailable
+    from kernels.opencl import list_devices
+    from miner.throughput import hashlib_baseline
+
+    try:
+        specs = args.device or [dev.spec for dev in list_devices()]
+    except BackendUnavailable as exc:
+        print(f"bench_opencl: {exc}", file=sys.stderr)
+        return 1
+    baseline = hashlib_baseline(1.0)
+    rows = [measure_device(spec, args.seconds) for spec in specs]
+    if args.cpu:
+        rows.append(measure_cpu(args.seconds))
+    for row in rows:
+        if "hashrate" in row:
+            row["speedup"] = row["hashrate"] / baseline
+    print(json.dumps({"baseline_hashrate": baseline, "results": rows}))
+
+    print(f"{'backend':<8}{'device':<12}{'name':<48}{'MH/s':>10}{'kernel MH/s':>13}{'x hashlib':>11}")
+    for row in rows:
+        if "error" in row:
+            print(f"{row['backend']:<8}{row['device']:<12}unavailable: {row['error']}")
+            continue
+        kernel = f"{row['kernel_hashrate'] / 1e6:.2f}" if "kernel_hashrate" in row else ""
+        print(
+            f"{row['backend']:<8}{row['device']:<12}{row['name'][:47]:<48}{row['hashrate'] / 1e6:>10.2f}"
+            f"{kernel:>13}{row['speedup']:>11.1f}"
+        )
+    print(
+        f"{'hashlib':<8}{'1 thread':<12}{'sha256(sha256(header)), consecutive nonces':<48}{baseline / 1e6:>10.2f}"
+        f"{'':>13}{1.0:>11.1f}"
+    )
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
