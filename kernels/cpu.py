@@ -13,11 +13,11 @@ from __future__ import annotations
 
 import numpy as np
 from llvmlite import ir
-from numba import njit, types
+from numba import literally, njit, types
 from numba.core import cgutils
 from numba.extending import intrinsic
 
-from kernels.base import Backend, Prepared, check_range
+from kernels.base import Backend, BackendUnavailable, Prepared, check_range
 from kernels.sha256d_dag import CONST, UNIFORM, Sha256dKernel
 
 KERNEL = Sha256dKernel()
@@ -130,43 +130,57 @@ def _emit_scan_loop(builder: ir.IRBuilder, lanes: int, params_ptr, start, nbatch
     return result
 
 
-def _make_scan_intrinsic(lanes: int):
-    @intrinsic
-    def scan_batches(typingctx, params, start, nbatches, target_top):
-        """(params uint32[:], start u32, nbatches i64 >= 1, target_top u32) -> i64"""
-        sig = types.int64(params, types.uint32, types.int64, types.uint32)
-
-        def codegen(context, builder, signature, args):
-            params_val, start_val, nbatches_val, target_val = args
-            data = cgutils.create_struct_proxy(signature.args[0])(context, builder, value=params_val).data
-            return _emit_scan_loop(builder, lanes, data, start_val, nbatches_val, target_val)
-
-        return sig, codegen
-
-    return scan_batches
+SHA_NI_BASE = 100  # variant codes above this run SHA-NI on (variant - 100) nonces at once
 
 
-_scan4 = _make_scan_intrinsic(4)
-_scan8 = _make_scan_intrinsic(8)
-_scan16 = _make_scan_intrinsic(16)
+def variant_lanes(variant: int) -> int:
+    """Nonces per batch of a kernel variant."""
+    return variant - SHA_NI_BASE if variant > SHA_NI_BASE else variant
 
 
-# One driver per lane width, each a plain module-level function so numba can
-# cache it (cache=True): the second start of `miner` does not recompile.
-# Returns (candidates written to out, nonces scanned). It stops early only
-# when `out` is full, so the caller resumes from start + scanned.
+@intrinsic
+def scan_batches(typingctx, params, start, nbatches, target_top, variant):
+    """(params uint32[:], start u32, nbatches i64 >= 1, target_top u32, variant literal) -> i64
+
+    ``variant`` is a compile-time constant: 4/8/16 vector lanes, or 100+n for
+    SHA-NI on n interleaved nonces.
+    """
+    if not isinstance(variant, types.IntegerLiteral):
+        return None
+    code = variant.literal_value
+    sig = types.int64(params, types.uint32, types.int64, types.uint32, variant)
+
+    def codegen(context, builder, signature, args):
+        params_val, start_val, nbatches_val, target_val, _ = args
+        data = cgutils.create_struct_proxy(signature.args[0])(context, builder, value=params_val).data
+        if code > SHA_NI_BASE:
+            from kernels.cpu_sha import emit_sha_scan_loop
+
+            return emit_sha_scan_loop(builder, code - SHA_NI_BASE, data, start_val, nbatches_val, target_val)
+        return _emit_scan_loop(builder, code, data, start_val, nbatches_val, target_val)
+
+    return sig, codegen
 
 
 @njit(nogil=True, cache=True)
-def scan_lanes4(params, start, count, target_top, out):
-    lanes = 4
+def scan_range(params, start, count, target_top, out, variant):
+    """Candidates of [start, start+count) into ``out``: (written, nonces scanned).
+
+    Stops early only when ``out`` is full; the caller resumes from
+    start + scanned. One compiled (and cached) specialisation per variant.
+    """
+    if variant > SHA_NI_BASE:
+        lanes = variant - SHA_NI_BASE
+    else:
+        lanes = variant
     n = 0
     batches = (count + lanes - 1) // lanes
     b = 0
     while b < batches:
         if n + lanes > out.shape[0]:
             return n, b * lanes
-        r = _scan4(params, np.uint32((start + b * lanes) & 0xFFFFFFFF), batches - b, np.uint32(target_top))
+        first = np.uint32((start + b * lanes) & 0xFFFFFFFF)
+        r = scan_batches(params, first, batches - b, np.uint32(target_top), literally(variant))
         if r < 0:
             break
         b += r >> 32
@@ -177,53 +191,6 @@ def scan_lanes4(params, start, count, target_top, out):
                 n += 1
         b += 1
     return n, count
-
-
-@njit(nogil=True, cache=True)
-def scan_lanes8(params, start, count, target_top, out):
-    lanes = 8
-    n = 0
-    batches = (count + lanes - 1) // lanes
-    b = 0
-    while b < batches:
-        if n + lanes > out.shape[0]:
-            return n, b * lanes
-        r = _scan8(params, np.uint32((start + b * lanes) & 0xFFFFFFFF), batches - b, np.uint32(target_top))
-        if r < 0:
-            break
-        b += r >> 32
-        mask = r & 0xFFFF
-        for lane in range(lanes):
-            if (mask >> lane) & 1 and b * lanes + lane < count:
-                out[n] = start + b * lanes + lane
-                n += 1
-        b += 1
-    return n, count
-
-
-@njit(nogil=True, cache=True)
-def scan_lanes16(params, start, count, target_top, out):
-    lanes = 16
-    n = 0
-    batches = (count + lanes - 1) // lanes
-    b = 0
-    while b < batches:
-        if n + lanes > out.shape[0]:
-            return n, b * lanes
-        r = _scan16(params, np.uint32((start + b * lanes) & 0xFFFFFFFF), batches - b, np.uint32(target_top))
-        if r < 0:
-            break
-        b += r >> 32
-        mask = r & 0xFFFF
-        for lane in range(lanes):
-            if (mask >> lane) & 1 and b * lanes + lane < count:
-                out[n] = start + b * lanes + lane
-                n += 1
-        b += 1
-    return n, count
-
-
-SCANNERS = {4: scan_lanes4, 8: scan_lanes8, 16: scan_lanes16}
 
 
 def host_cpu_features() -> set[str]:
@@ -246,21 +213,47 @@ def default_lanes(features: set[str] | None = None) -> int:
     return 4
 
 
+SHA_STREAMS = 4  # nonces interleaved by the SHA-NI kernel (8 spills badly)
+KERNEL_CHOICES = ("4", "8", "16", "sha")
+
+
 class CpuBackend(Backend):
-    """numba kernel; share one instance between threads (it holds no state)."""
+    """numba kernel; share one instance between threads (it holds no state).
+
+    ``lanes``: 4, 8 or 16 SIMD lanes of the vector kernel, or "sha" for the
+    SHA-NI kernel (measured slower than 16 AVX-512 lanes on Intel Xeon, so it
+    is never the default; `benchmarks/bench_throughput.py` compares them).
+    """
 
     name = "cpu"
     default_chunk = 1 << 21
 
-    def __init__(self, lanes: int | None = None) -> None:
-        self.lanes = lanes or default_lanes()
-        if self.lanes not in SCANNERS:
-            raise ValueError(f"lanes must be one of {LANE_CHOICES}")
-        self._scan = SCANNERS[self.lanes]
+    def __init__(self, lanes: int | str | None = None) -> None:
+        if lanes is None:
+            lanes = default_lanes()
+        if str(lanes) not in KERNEL_CHOICES:
+            raise ValueError(f"lanes must be one of {', '.join(KERNEL_CHOICES)}")
+        if str(lanes) == "sha":
+            if "sha" not in host_cpu_features():
+                raise BackendUnavailable("this CPU has no SHA extensions (SHA-NI)")
+            self.lanes = SHA_STREAMS
+            self.variant = SHA_NI_BASE + SHA_STREAMS
+        else:
+            self.lanes = int(lanes)
+            self.variant = self.lanes
+
+    @property
+    def uses_sha_ni(self) -> bool:
+        return self.variant > SHA_NI_BASE
 
     def prepare(self, header: bytes, target: int) -> Prepared:
         prepared = super().prepare(header, target)
-        params = np.array(KERNEL.evaluate_frontier(prepared.midstate, prepared.tail_be), dtype=np.uint32)
+        if self.uses_sha_ni:
+            from kernels.cpu_sha import sha_params
+
+            params = sha_params(prepared.midstate, prepared.tail_be)
+        else:
+            params = np.array(KERNEL.evaluate_frontier(prepared.midstate, prepared.tail_be), dtype=np.uint32)
         return _CpuPrepared(prepared, params)
 
     def scan(self, prepared: Prepared, start: int, count: int) -> list[int]:
@@ -270,7 +263,7 @@ class CpuBackend(Backend):
         found: list[int] = []
         out = np.empty(min(count, 1 << 16) + 16, dtype=np.int64)
         while count > 0:
-            n, scanned = self._scan(prepared.params, start, count, prepared.target_top, out)
+            n, scanned = scan_range(prepared.params, start, count, prepared.target_top, out, self.variant)
             found.extend(out[:n].tolist())
             start += scanned
             count -= scanned
@@ -281,6 +274,8 @@ class CpuBackend(Backend):
         self.scan(self.prepare(bytes(80), 0), 0, self.lanes)
 
     def describe(self) -> str:
+        if self.uses_sha_ni:
+            return f"cpu (numba, SHA-NI x{self.lanes})"
         return f"cpu (numba, {self.lanes} lanes)"
 
 

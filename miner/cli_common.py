@@ -39,9 +39,9 @@ def backend_options(func):
     )
     @click.option(
         "--lanes",
-        type=click.Choice(["4", "8", "16"]),
+        type=click.Choice(["4", "8", "16", "sha"]),
         default=None,
-        help="CPU kernel SIMD lanes (default: from the CPU's features)",
+        help="CPU kernel: 4/8/16 SIMD lanes, or 'sha' for SHA-NI (default: lanes from the CPU's features)",
     )
     @functools.wraps(func)
     def wrapper(*args, **kwargs):
@@ -59,7 +59,7 @@ def backend_kwargs(backend: str, device: str | None, lanes: str | None) -> dict:
     if lanes is not None:
         if backend != "cpu":
             raise CliError("--lanes applies to --backend cpu", 2)
-        options["lanes"] = int(lanes)
+        options["lanes"] = lanes
     return options
 
 
@@ -68,7 +68,7 @@ def make_backend(backend: str, device: str | None = None, lanes: str | None = No
 
     try:
         return get_backend(backend, **backend_kwargs(backend, device, lanes))
-    except BackendUnavailable as exc:
+    except (BackendUnavailable, ValueError) as exc:
         raise CliError(str(exc)) from None
 
 

@@ -9,10 +9,11 @@ from hypothesis import strategies as st
 
 from kernels import BackendUnavailable, get_backend
 from kernels import reference as ref
+from kernels.cpu import host_cpu_features
 from kernels.sha256d_dag import Sha256dKernel
 from miner.block import nbits_to_target
 
-LANES = (4, 8, 16)
+LANES = (4, 8, 16) + (("sha",) if "sha" in host_cpu_features() else ())
 
 
 def brute_force(header: bytes, target: int, start: int, count: int) -> list[int]:
