@@ -77,17 +77,20 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--seconds", type=float, default=3.0, help="seconds per measurement")
     parser.add_argument("--threads", default=None, help="comma list of thread counts (default: 1..cores)")
-    parser.add_argument("--lanes", default=None, help="comma list of lane widths (default: all that run here)")
+    parser.add_argument("--lanes", default=None, help="comma list of 4, 8, 16, sha (default: all that run here)")
     parser.add_argument("--json", action="store_true", help="print only JSON")
     parser.add_argument("--plot", default=None, help="write a PNG of hash rate vs threads (needs matplotlib)")
     parser.add_argument("--no-startup", action="store_true", help="skip the cold/warm start measurements")
     args = parser.parse_args()
 
     threads = [int(t) for t in args.threads.split(",")] if args.threads else list(range(1, default_threads() + 1))
-    lanes = [int(x) for x in args.lanes.split(",")] if args.lanes else list(LANE_CHOICES)
+    if args.lanes:
+        lanes = [x if x == "sha" else int(x) for x in args.lanes.split(",")]
+    else:
+        lanes = list(LANE_CHOICES) + (["sha"] if "sha" in host_cpu_features() else [])
     rows = []
 
-    def record(backend_name: str, lane: int | None, n_threads: int, result: dict, baseline: float) -> None:
+    def record(backend_name: str, lane: int | str | None, n_threads: int, result: dict, baseline: float) -> None:
         rows.append(
             {
                 "backend": backend_name,
@@ -171,7 +174,7 @@ def plot(rows: list[dict], path: str) -> None:
         print("plot skipped: matplotlib is not installed", file=sys.stderr)
         return
     fig, ax = plt.subplots(figsize=(6, 4))
-    for lane in sorted({r["lanes"] for r in rows if r["backend"] == "cpu"}):
+    for lane in sorted({r["lanes"] for r in rows if r["backend"] == "cpu"}, key=str):
         pts = sorted((r["threads"], r["hashrate"] / 1e6) for r in rows if r["backend"] == "cpu" and r["lanes"] == lane)
         ax.plot([p[0] for p in pts], [p[1] for p in pts], marker="o", label=f"cpu, {lane} lanes")
     base = max(r["baseline_hashrate"] for r in rows) / 1e6
