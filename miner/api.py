@@ -1,0 +1,1111 @@
+"""A cgminer-compatible API server: the RPC that cgminer, bmminer and most ASIC firmware serve on TCP 4028.
+
+Farm tools already speak this protocol, so matching cgminer's api.c (wire format, status codes, messages,
+field names and number formats) lets them read and drive this miner unchanged:
+
+- one request per connection: JSON ``{"command": "summary", "parameter": ""}`` or text ``summary`` /
+  ``switchpool|1``; the reply ends with one NUL byte and the server closes the connection;
+- joined commands (``summary+devs+pools``) answer with cgminer's joined form;
+- ``--api-allow`` entries ``[W:]address[/prefix]``: ``W:`` grants the privileged (write) commands,
+  ``0/0`` means every address; without it only loopback may connect, read-only.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import json
+import math
+import platform
+import socket
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Protocol
+
+from miner import __version__
+from miner.stats import PoolStats, Stats
+
+API_VERSION = "3.7"  # the cgminer API version whose reply shapes we follow
+MINER_NAME = "sha256d-miner"
+MAX_REQUEST = 8192  # cgminer reads at most this much of a request
+LOG_INTERVAL = 5  # cgminer names its short hash rate after --log-interval: "MHS 5s"
+
+
+class MinerControl(Protocol):
+    """What the API needs from the running miner (implemented by miner/mining.py)."""
+
+    stats: Stats
+    started_wall: float
+    backend_name: str
+
+    def current_pool(self) -> int: ...
+    def switch_pool(self, index: int) -> None: ...
+    def add_pool(self, url: str, user: str, password: str) -> int: ...
+    def remove_pool(self, index: int) -> None: ...
+    def enable_pool(self, index: int) -> None: ...
+    def disable_pool(self, index: int) -> None: ...
+    def set_pool_priority(self, order: list[int]) -> None: ...
+    def restart(self) -> None: ...
+    def quit(self) -> None: ...
+
+
+# --- values and records: cgminer prints each number type with its own format ---------------------------
+
+
+@dataclass(frozen=True)
+class Num:
+    """A number printed the way api.c prints its type (``%.2f`` for MH/s, ``%.8f`` for difficulty...)."""
+
+    value: float
+    fmt: str
+
+    def text(self) -> str:
+        value = self.value if math.isfinite(self.value) else 0.0
+        return self.fmt % value
+
+
+def mhs(v: float) -> Num:
+    return Num(v, "%.2f")
+
+
+def diff(v: float) -> Num:
+    return Num(v, "%.8f")
+
+
+def percent(ratio: float) -> Num:
+    return Num(ratio * 100.0, "%.4f")
+
+
+def mhtotal(v: float) -> Num:
+    return Num(v, "%.4f")
+
+
+def timeval(v: float) -> Num:
+    return Num(v, "%.6f")
+
+
+Record = list[tuple[str, object]]
+
+
+def json_value(value: object) -> str:
+    if isinstance(value, Num):
+        return value.text()
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, int):
+        return str(value)
+    if isinstance(value, float):
+        return Num(value, "%f").text()
+    return json.dumps(str(value))
+
+
+def escape_text(value: str) -> str:
+    """cgminer's text-form escaping: a backslash before ``, | = \\``."""
+    out = []
+    for ch in value:
+        if ch in ",|=\\":
+            out.append("\\")
+        out.append(ch)
+    return "".join(out)
+
+
+def text_value(value: object) -> str:
+    if isinstance(value, Num):
+        return value.text()
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, int):
+        return str(value)
+    if isinstance(value, float):
+        return Num(value, "%f").text()
+    return escape_text(str(value))
+
+
+def record_json(record: Record) -> str:
+    return "{" + ",".join(f"{json.dumps(k)}:{json_value(v)}" for k, v in record) + "}"
+
+
+def record_text(record: Record) -> str:
+    return ",".join(f"{escape_text(k)}={text_value(v)}" for k, v in record) + "|"
+
+
+# --- status messages (codes and texts from api.c) -----------------------------------------------------------
+
+MSG_POOL, MSG_NOPOOL, MSG_DEVS, MSG_NODEVS, MSG_SUMM = 7, 8, 9, 10, 11
+MSG_INVCMD, MSG_VERSION, MSG_INVJSON, MSG_MISCMD, MSG_MISPID, MSG_INVPID, MSG_SWITCHP = 14, 22, 23, 24, 25, 26, 27
+MSG_MINECONFIG, MSG_ACCDENY, MSG_ACCOK, MSG_ENAPOOL, MSG_DISPOOL = 33, 45, 46, 47, 48
+MSG_ALRENAP, MSG_ALRDISP, MSG_DISLASTP, MSG_MISPDP, MSG_INVPDP, MSG_ADDPOOL = 49, 50, 51, 52, 53, 55
+MSG_NUMPGA, MSG_NOTIFY, MSG_REMLASTP, MSG_ACTPOOL, MSG_REMPOOL, MSG_DEVDETAILS = 59, 60, 66, 67, 68, 69
+MSG_MINESTATS, MSG_MISCHK, MSG_CHECK, MSG_POOLPRIO, MSG_DUPPID, MSG_MISBOOL, MSG_INVBOOL = 70, 71, 72, 73, 74, 75, 76
+MSG_MINECOIN, MSG_ZERMIS, MSG_ZERINV, MSG_ZERSUM, MSG_ZERNOSUM, MSG_NUMASC, MSG_LCD = 78, 94, 95, 96, 97, 104, 125
+
+
+@dataclass
+class Status:
+    severity: str  # S success, I info, W warning, E error, F fatal
+    code: int
+    msg: str
+
+
+def ok(code: int, msg: str) -> Status:
+    return Status("S", code, msg)
+
+
+def err(code: int, msg: str) -> Status:
+    return Status("E", code, msg)
+
+
+def info(code: int, msg: str) -> Status:
+    return Status("I", code, msg)
+
+
+@dataclass
+class Result:
+    """One command's reply: its STATUS and, for data commands, a section of records."""
+
+    status: Status | None
+    section: str | None = None
+    records: list[Record] = field(default_factory=list)
+    text_header: bool = False  # single-record sections print "SUMMARY," before the record in text form
+    action: str | None = None  # "BYE" / "RESTART": cgminer's bare replies to quit and restart
+    after: Callable[[], None] | None = None  # runs once the reply is sent (quit, restart)
+
+
+# --- the command table ----------------------------------------------------------------------------------
+
+
+@dataclass
+class Context:
+    control: MinerControl
+    privileged: bool
+    when: int
+    description: str
+
+
+Handler = Callable[[Context, str | None], Result]
+
+
+def _device_rows(ctx: Context) -> list[tuple[str, object]]:
+    return list(ctx.control.stats.devices.items())
+
+
+def _device_kind(dev) -> str:
+    """cgminer names device entries CPU/GPU/PGA/ASC; OpenCL devices are its GPUs."""
+    return "CPU" if dev.kind.upper() == "CPU" else "GPU"
+
+
+def _name_and_id(name: str, index: int) -> tuple[str, int]:
+    head, _, tail = name.rpartition(" ")
+    if head and tail.isdigit():
+        return head, int(tail)
+    return name, index
+
+
+def _pool_status(pool: PoolStats) -> str:
+    return "Disabled" if not pool.enabled else pool.status
+
+
+def _stratum_url(url: str) -> str:
+    return url.split("://", 1)[-1]
+
+
+def _ratio(part: float, whole: float) -> float:
+    return part / whole if whole else 0.0
+
+
+def cmd_version(ctx: Context, param: str | None) -> Result:
+    record: Record = [
+        ("CGMiner", __version__),
+        ("API", API_VERSION),
+        ("Miner", f"{MINER_NAME} {__version__}"),
+        ("Type", MINER_NAME),
+        ("Backend", ctx.control.backend_name),
+    ]
+    return Result(ok(MSG_VERSION, "CGMiner versions"), "VERSION", [record], text_header=True)
+
+
+def cmd_config(ctx: Context, param: str | None) -> Result:
+    devs = ctx.control.stats.devices.values()
+    cpus = sum(1 for d in devs if _device_kind(d) == "CPU")
+    gpus = len(ctx.control.stats.devices) - cpus
+    record: Record = [
+        ("ASC Count", 0),
+        ("PGA Count", 0),
+        ("CPU Count", cpus),
+        ("GPU Count", gpus),
+        ("Pool Count", len(ctx.control.stats.pools)),
+        ("Strategy", "Failover"),
+        ("Log Interval", LOG_INTERVAL),
+        ("Device Code", " ".join(k for k, n in (("GPU", gpus), ("CPU", cpus)) if n) + " "),
+        ("OS", platform.system() or "Unknown"),
+        ("Hotplug", "None"),
+        ("Backend", ctx.control.backend_name),
+    ]
+    return Result(ok(MSG_MINECONFIG, "CGMiner config"), "CONFIG", [record], text_header=True)
+
+
+def cmd_summary(ctx: Context, param: str | None) -> Result:
+    stats = ctx.control.stats
+    snap = stats.snapshot()
+    elapsed = max(snap["elapsed"], 1e-9)
+    shares = stats.shares
+    mh = {w: stats.hashrate(w) / 1e6 for w in ("5s", "1m", "5m", "15m", "av")}
+    diff_total = shares.diff_accepted + shares.diff_rejected + shares.diff_stale
+    diff1 = shares.diff_accepted + shares.diff_rejected + shares.diff_stale  # shares counted in diff-1 units
+    pools = stats.pools
+    record: Record = [
+        ("Elapsed", int(round(snap["elapsed"]))),
+        ("MHS av", mhs(mh["av"])),
+        (f"MHS {LOG_INTERVAL}s", mhs(mh["5s"])),
+        ("MHS 1m", mhs(mh["1m"])),
+        ("MHS 5m", mhs(mh["5m"])),
+        ("MHS 15m", mhs(mh["15m"])),
+        ("GHS 5s", mhs(mh["5s"] / 1000.0)),
+        ("GHS av", mhs(mh["av"] / 1000.0)),
+        ("Found Blocks", stats.found_blocks),
+        ("Getworks", stats.works),
+        ("Accepted", shares.accepted),
+        ("Rejected", shares.rejected),
+        ("Hardware Errors", stats.hw_errors),
+        ("Utility", mhs(shares.accepted / elapsed * 60)),
+        ("Discarded", sum(p.discarded for p in pools)),
+        ("Stale", shares.stale),
+        ("Get Failures", sum(p.get_failures for p in pools)),
+        ("Local Work", stats.works),
+        ("Remote Failures", sum(p.remote_failures for p in pools)),
+        ("Network Blocks", 0),
+        ("Total MH", mhtotal(snap["hashes"] / 1e6)),
+        ("Work Utility", mhs(diff1 / elapsed * 60)),
+        ("Difficulty Accepted", diff(shares.diff_accepted)),
+        ("Difficulty Rejected", diff(shares.diff_rejected)),
+        ("Difficulty Stale", diff(shares.diff_stale)),
+        ("Best Share", int(stats.best_share)),
+        ("Device Hardware%", percent(_ratio(stats.hw_errors, stats.hw_errors + diff1))),
+        ("Device Rejected%", percent(_ratio(shares.diff_rejected, diff1))),
+        ("Pool Rejected%", percent(_ratio(shares.diff_rejected, diff_total))),
+        ("Pool Stale%", percent(_ratio(shares.diff_stale, diff_total))),
+        ("Last getwork", int(shares.last_share_time)),
+    ]
+    return Result(ok(MSG_SUMM, "Summary"), "SUMMARY", [record], text_header=True)
+
+
+def _devs_message(ctx: Context) -> Status:
+    kinds = [_device_kind(d) for _, d in _device_rows(ctx)]
+    parts = [f"{kinds.count(k)} {k}(s)" for k in ("GPU", "CPU") if k in kinds]
+    return ok(MSG_DEVS, " - ".join(parts))
+
+
+def cmd_devs(ctx: Context, param: str | None) -> Result:
+    stats = ctx.control.stats
+    rows = _device_rows(ctx)
+    if not rows:
+        return Result(err(MSG_NODEVS, "No GPUs/CPUs"))
+    records = []
+    now = time.time()
+    for index, (name, dev) in enumerate(rows):
+        kind = _device_kind(dev)
+        short, dev_id = _name_and_id(name, index)
+        runtime = max(stats.elapsed(), 1.0)
+        total_mh = dev.meter.total / 1e6
+        sh = dev.shares
+        diff1 = sh.diff_accepted + sh.diff_rejected + sh.diff_stale
+        rate = {w: stats.device_hashrate(name, w) / 1e6 for w in ("5s", "1m", "5m", "15m", "av")}
+        records.append(
+            [
+                (kind, index),
+                ("Name", short),
+                ("ID", dev_id),
+                ("Enabled", "Y" if dev.enabled else "N"),
+                ("Status", "Alive" if dev.enabled else "Disabled"),
+                ("Temperature", Num(0.0, "%.2f")),
+                ("MHS av", mhs(rate["av"])),
+                (f"MHS {LOG_INTERVAL}s", mhs(rate["5s"])),
+                ("MHS 1m", mhs(rate["1m"])),
+                ("MHS 5m", mhs(rate["5m"])),
+                ("MHS 15m", mhs(rate["15m"])),
+                ("Accepted", sh.accepted),
+                ("Rejected", sh.rejected),
+                ("Hardware Errors", dev.hw_errors),
+                ("Utility", mhs(sh.accepted / runtime * 60)),
+                ("Last Share Pool", ctx.control.current_pool() if sh.last_share_time else -1),
+                ("Last Share Time", int(sh.last_share_time)),
+                ("Total MH", mhtotal(total_mh)),
+                ("Diff1 Work", int(diff1)),
+                ("Difficulty Accepted", diff(sh.diff_accepted)),
+                ("Difficulty Rejected", diff(sh.diff_rejected)),
+                ("Last Share Difficulty", diff(sh.last_share_difficulty)),
+                ("Last Valid Work", int(dev.last_valid_work or now)),
+                ("Device Hardware%", percent(_ratio(dev.hw_errors, dev.hw_errors + diff1))),
+                ("Device Rejected%", percent(_ratio(sh.diff_rejected, diff1))),
+                ("Device Elapsed", int(round(runtime))),
+            ]
+        )
+    return Result(_devs_message(ctx), "DEVS", records)
+
+
+def cmd_pools(ctx: Context, param: str | None) -> Result:
+    pools = list(ctx.control.stats.pools)
+    if not pools:
+        return Result(err(MSG_NOPOOL, "No pools"))
+    current = ctx.control.current_pool()
+    records = []
+    for index, pool in enumerate(pools):
+        sh = pool.shares
+        total = sh.diff_accepted + sh.diff_rejected + sh.diff_stale
+        active = pool.stratum_active or (index == current and pool.status == "Alive")
+        records.append(
+            [
+                ("POOL", index),
+                ("URL", pool.url),
+                ("Status", _pool_status(pool)),
+                ("Priority", pool.priority),
+                ("Quota", 1),
+                ("Long Poll", "N"),
+                ("Getworks", pool.works),
+                ("Accepted", sh.accepted),
+                ("Rejected", sh.rejected),
+                ("Works", pool.works),
+                ("Discarded", pool.discarded),
+                ("Stale", sh.stale),
+                ("Get Failures", pool.get_failures),
+                ("Remote Failures", pool.remote_failures),
+                ("User", pool.user),
+                ("Last Share Time", int(sh.last_share_time)),
+                ("Diff1 Shares", int(total)),
+                ("Proxy Type", ""),
+                ("Proxy", ""),
+                ("Difficulty Accepted", diff(sh.diff_accepted)),
+                ("Difficulty Rejected", diff(sh.diff_rejected)),
+                ("Difficulty Stale", diff(sh.diff_stale)),
+                ("Last Share Difficulty", diff(sh.last_share_difficulty)),
+                ("Work Difficulty", diff(pool.difficulty)),
+                ("Has Stratum", True),
+                ("Stratum Active", bool(active)),
+                ("Stratum URL", _stratum_url(pool.url) if active else ""),
+                ("Stratum Difficulty", diff(pool.difficulty if active else 0.0)),
+                ("Has Vmask", pool.has_version_rolling),
+                ("Has GBT", False),
+                ("Best Share", int(pool.best_share)),
+                ("Pool Rejected%", percent(_ratio(sh.diff_rejected, total))),
+                ("Pool Stale%", percent(_ratio(sh.diff_stale, total))),
+                ("Bad Work", 0),
+                ("Current Block Height", 0),
+                ("Current Block Version", 0),
+                ("Last Reason", pool.last_reason),
+            ]
+        )
+    return Result(ok(MSG_POOL, f"{len(pools)} Pool(s)"), "POOLS", records)
+
+
+def _stats_records(ctx: Context, with_pools: bool) -> list[Record]:
+    """Antminer-style STATS: a version entry first, then one entry per device (and pool)."""
+    stats = ctx.control.stats
+    elapsed = int(round(stats.elapsed()))
+    records: list[Record] = [
+        [
+            ("CGMiner", __version__),
+            ("Miner", f"{MINER_NAME} {__version__}"),
+            ("CompileTime", ""),
+            ("Type", f"{MINER_NAME} ({ctx.control.backend_name})"),
+        ]
+    ]
+    index = 0
+    for dev_index, (name, dev) in enumerate(_device_rows(ctx)):
+        short, dev_id = _name_and_id(name, dev_index)
+        ghs5 = stats.device_hashrate(name, "5s") / 1e9
+        ghsav = stats.device_hashrate(name, "av") / 1e9
+        records.append(
+            [
+                ("STATS", index),
+                ("ID", f"{short}{dev_id}"),
+                ("Elapsed", elapsed),
+                ("Calls", 0),
+                ("Wait", timeval(0.0)),
+                ("Max", timeval(0.0)),
+                ("Min", timeval(0.0)),
+                ("GHS 5s", mhs(ghs5)),
+                ("GHS av", mhs(ghsav)),
+                ("Hardware Errors", dev.hw_errors),
+                ("Total Hashes", dev.meter.total),
+            ]
+        )
+        index += 1
+    if with_pools:
+        for pool_index, pool in enumerate(stats.pools):
+            records.append(
+                [
+                    ("STATS", index),
+                    ("ID", f"POOL{pool_index}"),
+                    ("Elapsed", elapsed),
+                    ("Calls", 0),
+                    ("Wait", timeval(0.0)),
+                    ("Max", timeval(0.0)),
+                    ("Min", timeval(0.0)),
+                    ("Pool Calls", 0),
+                    ("Pool Attempts", 0),
+                    ("Work Diff", diff(pool.difficulty)),
+                    ("Min Diff", diff(pool.difficulty)),
+                    ("Max Diff", diff(pool.difficulty)),
+                    ("Times Sent", pool.shares.accepted + pool.shares.rejected + pool.shares.stale),
+                ]
+            )
+            index += 1
+    if len(records) < 2:  # tools index STATS[1]; keep that entry even with no devices
+        records.append(
+            [("STATS", 0), ("ID", "MINER0"), ("Elapsed", elapsed), ("GHS 5s", mhs(0.0)), ("GHS av", mhs(0.0))]
+        )
+    return records
+
+
+def cmd_stats(ctx: Context, param: str | None) -> Result:
+    return Result(ok(MSG_MINESTATS, "CGMiner stats"), "STATS", _stats_records(ctx, True))
+
+
+def cmd_estats(ctx: Context, param: str | None) -> Result:
+    return Result(ok(MSG_MINESTATS, "CGMiner stats"), "STATS", _stats_records(ctx, False))
+
+
+def cmd_coin(ctx: Context, param: str | None) -> Result:
+    control = ctx.control
+    record: Record = [
+        ("Hash Method", "sha256"),
+        ("Current Block Time", timeval(float(getattr(control, "current_block_time", 0.0) or 0.0))),
+        ("Current Block Hash", str(getattr(control, "current_block_hash", "") or "")),
+        ("LP", False),
+        ("Network Difficulty", diff(float(getattr(control, "network_difficulty", 0.0) or 0.0))),
+    ]
+    return Result(ok(MSG_MINECOIN, "CGMiner coin"), "COIN", [record], text_header=True)
+
+
+def cmd_devdetails(ctx: Context, param: str | None) -> Result:
+    rows = _device_rows(ctx)
+    if not rows:
+        return Result(err(MSG_NODEVS, "No GPUs/CPUs"))
+    records = []
+    for index, (name, dev) in enumerate(rows):
+        short, dev_id = _name_and_id(name, index)
+        records.append(
+            [
+                ("DEVDETAILS", index),
+                ("Name", short),
+                ("ID", dev_id),
+                ("Driver", ctx.control.backend_name),
+                ("Kernel", ctx.control.backend_name),
+                ("Model", dev.kind),
+                ("Device Path", name),
+            ]
+        )
+    return Result(ok(MSG_DEVDETAILS, "Device Details"), "DEVDETAILS", records)
+
+
+def cmd_notify(ctx: Context, param: str | None) -> Result:
+    rows = _device_rows(ctx)
+    if not rows:
+        return Result(err(MSG_NODEVS, "No GPUs/CPUs"))
+    records = []
+    started = int(ctx.control.started_wall)
+    for index, (name, _dev) in enumerate(rows):
+        short, dev_id = _name_and_id(name, index)
+        records.append(
+            [
+                ("NOTIFY", index),
+                ("Name", short),
+                ("ID", dev_id),
+                ("Last Well", max(ctx.when, started)),
+                ("Last Not Well", 0),
+                ("Reason Not Well", "None"),
+                *[
+                    (counter, 0)
+                    for counter in (
+                        "*Thread Fail Init",
+                        "*Thread Zero Hash",
+                        "*Thread Fail Queue",
+                        "*Dev Sick Idle 60s",
+                        "*Dev Dead Idle 600s",
+                        "*Dev Nostart",
+                        "*Dev Over Heat",
+                        "*Dev Thermal Cutoff",
+                        "*Dev Comms Error",
+                        "*Dev Throttle",
+                    )
+                ],
+            ]
+        )
+    return Result(ok(MSG_NOTIFY, "Notify"), "NOTIFY", records)
+
+
+def cmd_pgacount(ctx: Context, param: str | None) -> Result:
+    return Result(ok(MSG_NUMPGA, "PGA count"), "PGAS", [[("Count", 0)]], text_header=True)
+
+
+def cmd_asccount(ctx: Context, param: str | None) -> Result:
+    return Result(ok(MSG_NUMASC, "ASC count"), "ASCS", [[("Count", 0)]], text_header=True)
+
+
+def cmd_lcd(ctx: Context, param: str | None) -> Result:
+    stats = ctx.control.stats
+    pools = stats.pools
+    current = ctx.control.current_pool()
+    pool = pools[current] if 0 <= current < len(pools) else None
+    record: Record = [
+        ("Elapsed", int(round(stats.elapsed()))),
+        ("GHS av", mhs(stats.hashrate("av") / 1e9)),
+        ("GHS 5m", mhs(stats.hashrate("5m") / 1e9)),
+        ("GHS 5s", mhs(stats.hashrate("5s") / 1e9)),
+        ("Temperature", Num(0.0, "%.2f")),
+        ("Last Share Difficulty", diff(stats.shares.last_share_difficulty)),
+        ("Last Share Time", int(stats.shares.last_share_time)),
+        ("Best Share", int(stats.best_share)),
+        ("Last Valid Work", int(stats.shares.last_share_time)),
+        ("Found Blocks", stats.found_blocks),
+        ("Current Pool", pool.url if pool else "none"),
+        ("User", pool.user if pool else ""),
+    ]
+    return Result(ok(MSG_LCD, "LCD"), "LCD", [record], text_header=True)
+
+
+def cmd_check(ctx: Context, param: str | None) -> Result:
+    if not param:
+        return Result(err(MSG_MISCHK, "Missing check cmd"))
+    command = COMMANDS.get(param)
+    exists = command is not None
+    access = exists and (ctx.privileged or not command.write)
+    record: Record = [("Exists", "Y" if exists else "N"), ("Access", "Y" if access else "N")]
+    return Result(ok(MSG_CHECK, "Check command"), "CHECK", [record], text_header=True)
+
+
+def cmd_privileged(ctx: Context, param: str | None) -> Result:
+    return Result(ok(MSG_ACCOK, "Privileged access OK"))
+
+
+# --- privileged commands ---------------------------------------------------------------------------------
+
+
+def _pool_id(ctx: Context, param: str | None) -> tuple[int | None, Result | None]:
+    """Parse a pool id as cgminer does, with its missing / invalid replies."""
+    pools = ctx.control.stats.pools
+    if not pools:
+        return None, Result(err(MSG_NOPOOL, "No pools"))
+    if param is None or param.strip() == "":
+        return None, Result(err(MSG_MISPID, "Missing pool id parameter"))
+    try:
+        index = int(param.strip())
+    except ValueError:
+        return None, Result(err(MSG_INVPID, f"Invalid pool id '{param}' - range is 0 - {len(pools) - 1}"))
+    if not 0 <= index < len(pools):
+        return None, Result(err(MSG_INVPID, f"Invalid pool id {index} - range is 0 - {len(pools) - 1}"))
+    return index, None
+
+
+def _pool_url(ctx: Context, index: int) -> str:
+    pools = ctx.control.stats.pools
+    return pools[index].url if 0 <= index < len(pools) else ""
+
+
+def cmd_switchpool(ctx: Context, param: str | None) -> Result:
+    index, bad = _pool_id(ctx, param)
+    if bad:
+        return bad
+    try:
+        ctx.control.switch_pool(index)
+    except ValueError as exc:
+        return Result(err(MSG_INVPID, str(exc)))
+    return Result(ok(MSG_SWITCHP, f"Switching to pool {index}:'{_pool_url(ctx, index)}'"))
+
+
+def split_escaped(text: str, sep: str = ",") -> list[str]:
+    """Split on ``sep``; a backslash makes the next character literal (api.c's copyadvanceafter)."""
+    parts, cur, i = [], [], 0
+    while i < len(text):
+        ch = text[i]
+        if ch == "\\" and i + 1 < len(text):
+            cur.append(text[i + 1])
+            i += 2
+            continue
+        if ch == sep:
+            parts.append("".join(cur))
+            cur = []
+        else:
+            cur.append(ch)
+        i += 1
+    parts.append("".join(cur))
+    return parts
+
+
+def cmd_addpool(ctx: Context, param: str | None) -> Result:
+    if not param:
+        return Result(err(MSG_MISPDP, "Missing addpool details"))
+    parts = split_escaped(param)
+    if len(parts) < 3 or not parts[0]:
+        return Result(err(MSG_INVPDP, f"Invalid addpool details '{param}'"))
+    url, user, password = parts[0], parts[1], ",".join(parts[2:])
+    try:
+        index = ctx.control.add_pool(url, user, password)
+    except ValueError as exc:
+        return Result(err(MSG_INVPDP, f"Invalid addpool details '{param}': {exc}"))
+    return Result(ok(MSG_ADDPOOL, f"Added pool {index}: '{url}'"))
+
+
+def cmd_removepool(ctx: Context, param: str | None) -> Result:
+    index, bad = _pool_id(ctx, param)
+    if bad:
+        return bad
+    url = _pool_url(ctx, index)
+    if len(ctx.control.stats.pools) <= 1:
+        return Result(err(MSG_REMLASTP, f"Cannot remove last pool {index}:'{url}'"))
+    try:
+        ctx.control.remove_pool(index)
+    except ValueError as exc:
+        return Result(err(MSG_ACTPOOL, f"Cannot remove pool {index}:'{url}': {exc}"))
+    return Result(ok(MSG_REMPOOL, f"Removed pool {index}:'{url}'"))
+
+
+def cmd_enablepool(ctx: Context, param: str | None) -> Result:
+    index, bad = _pool_id(ctx, param)
+    if bad:
+        return bad
+    url = _pool_url(ctx, index)
+    if ctx.control.stats.pools[index].enabled:
+        return Result(info(MSG_ALRENAP, f"Pool {index}:'{url}' already enabled"))
+    try:
+        ctx.control.enable_pool(index)
+    except ValueError as exc:
+        return Result(err(MSG_INVPID, str(exc)))
+    return Result(ok(MSG_ENAPOOL, f"Enabling pool {index}:'{url}'"))
+
+
+def cmd_disablepool(ctx: Context, param: str | None) -> Result:
+    index, bad = _pool_id(ctx, param)
+    if bad:
+        return bad
+    pools = ctx.control.stats.pools
+    url = _pool_url(ctx, index)
+    if not pools[index].enabled:
+        return Result(info(MSG_ALRDISP, f"Pool {index}:'{url}' already disabled"))
+    if sum(1 for p in pools if p.enabled) <= 1:
+        return Result(err(MSG_DISLASTP, f"Cannot disable last active pool {index}:'{url}'"))
+    try:
+        ctx.control.disable_pool(index)
+    except ValueError as exc:
+        return Result(err(MSG_DISLASTP, str(exc)))
+    return Result(ok(MSG_DISPOOL, f"Disabling pool {index}:'{url}'"))
+
+
+def cmd_poolpriority(ctx: Context, param: str | None) -> Result:
+    pools = ctx.control.stats.pools
+    if not pools:
+        return Result(err(MSG_NOPOOL, "No pools"))
+    if not param:
+        return Result(err(MSG_MISPID, "Missing pool id parameter"))
+    order: list[int] = []
+    for token in param.split(","):
+        try:
+            index = int(token.strip())
+        except ValueError:
+            return Result(err(MSG_INVPID, f"Invalid pool id '{token}' - range is 0 - {len(pools) - 1}"))
+        if not 0 <= index < len(pools):
+            return Result(err(MSG_INVPID, f"Invalid pool id {index} - range is 0 - {len(pools) - 1}"))
+        if index in order:
+            return Result(err(MSG_DUPPID, f"Duplicate pool specified {index}"))
+        order.append(index)
+    # pools not named keep their relative priority, after the named ones
+    rest = sorted((i for i in range(len(pools)) if i not in order), key=lambda i: (pools[i].priority, i))
+    try:
+        ctx.control.set_pool_priority(order + rest)
+    except ValueError as exc:
+        return Result(err(MSG_INVPID, str(exc)))
+    return Result(ok(MSG_POOLPRIO, "Changed pool priorities"))
+
+
+def cmd_zero(ctx: Context, param: str | None) -> Result:
+    if not param:
+        return Result(err(MSG_ZERMIS, "Missing zero parameters"))
+    what, _, summary = param.partition(",")
+    if not summary:
+        return Result(err(MSG_MISBOOL, "Missing parameter: true/false"))
+    what_l = what.strip().lower()
+    if what_l not in ("all", "bestshare"):
+        return Result(err(MSG_ZERINV, f"Invalid zero parameter '{what}'"))
+    flag = summary.strip()[:1].lower()
+    if flag not in ("t", "f"):
+        return Result(err(MSG_INVBOOL, "Invalid parameter should be true or false"))
+    stats = ctx.control.stats
+    if what_l == "all":
+        stats.zero()
+    else:
+        stats.best_share = 0.0
+        for pool in stats.pools:
+            pool.best_share = 0.0
+    label = "All" if what_l == "all" else "BestShare"
+    if flag == "t":
+        return Result(ok(MSG_ZERSUM, f"Zeroed {label} stats with summary"))
+    return Result(ok(MSG_ZERNOSUM, f"Zeroed {label} stats without summary"))
+
+
+def cmd_quit(ctx: Context, param: str | None) -> Result:
+    return Result(None, action="BYE", after=ctx.control.quit)
+
+
+def cmd_restart(ctx: Context, param: str | None) -> Result:
+    return Result(None, action="RESTART", after=ctx.control.restart)
+
+
+@dataclass(frozen=True)
+class Command:
+    handler: Handler
+    write: bool  # privileged: needs a W: entry in --api-allow
+    joinable: bool
+
+
+COMMANDS: dict[str, Command] = {
+    "version": Command(cmd_version, False, True),
+    "config": Command(cmd_config, False, True),
+    "devs": Command(cmd_devs, False, True),
+    "edevs": Command(cmd_devs, False, True),
+    "pools": Command(cmd_pools, False, True),
+    "summary": Command(cmd_summary, False, True),
+    "pgacount": Command(cmd_pgacount, False, True),
+    "asccount": Command(cmd_asccount, False, True),
+    "switchpool": Command(cmd_switchpool, True, False),
+    "addpool": Command(cmd_addpool, True, False),
+    "poolpriority": Command(cmd_poolpriority, True, False),
+    "enablepool": Command(cmd_enablepool, True, False),
+    "disablepool": Command(cmd_disablepool, True, False),
+    "removepool": Command(cmd_removepool, True, False),
+    "quit": Command(cmd_quit, True, False),
+    "privileged": Command(cmd_privileged, True, False),
+    "notify": Command(cmd_notify, False, True),
+    "devdetails": Command(cmd_devdetails, False, True),
+    "restart": Command(cmd_restart, True, False),
+    "stats": Command(cmd_stats, False, True),
+    "estats": Command(cmd_estats, False, True),
+    "check": Command(cmd_check, False, False),
+    "coin": Command(cmd_coin, False, True),
+    "lcd": Command(cmd_lcd, False, True),
+    "zero": Command(cmd_zero, True, False),
+}
+
+
+# --- rendering ------------------------------------------------------------------------------------------
+
+
+def status_record(status: Status, ctx: Context) -> Record:
+    return [
+        ("STATUS", status.severity),
+        ("When", ctx.when),
+        ("Code", status.code),
+        ("Msg", status.msg),
+        ("Description", ctx.description),
+    ]
+
+
+def render_json(result: Result, ctx: Context) -> str:
+    if result.action:
+        return '{"STATUS":' + json.dumps(result.action) + ',"id":1}'
+    out = '{"STATUS":[' + record_json(status_record(result.status, ctx)) + "]"
+    if result.section is not None:
+        out += "," + json.dumps(result.section) + ":[" + ",".join(record_json(r) for r in result.records) + "]"
+    return out + ',"id":1}'
+
+
+def render_text(result: Result, ctx: Context) -> str:
+    if result.action:
+        return result.action
+    out = record_text(status_record(result.status, ctx))
+    if result.section is not None:
+        if result.text_header:
+            out += result.section + ","
+        out += "".join(record_text(r) for r in result.records)
+    return out
+
+
+def render(result: Result, ctx: Context, isjson: bool) -> str:
+    return render_json(result, ctx) if isjson else render_text(result, ctx)
+
+
+def render_joined(parts: list[tuple[str, Result]], ctx: Context, isjson: bool) -> str:
+    """cgminer's joined form: {"cmd1":[{reply1}],"cmd2":[{reply2}],"id":1} or CMD=cmd1|reply1CMD=cmd2|..."""
+    if isjson:
+        body = ",".join(json.dumps(name) + ":[" + render_json(res, ctx) + "]" for name, res in parts)
+        return "{" + body + ',"id":1}'
+    return "".join(f"CMD={escape_text(name)}|" + render_text(res, ctx) for name, res in parts)
+
+
+# --- request handling -----------------------------------------------------------------------------------
+
+
+def parse_request(data: bytes) -> tuple[bool, str | None, str | None, Result | None]:
+    """(isjson, command, parameter, error) from the raw request bytes."""
+    text = data.split(b"\0", 1)[0].decode("utf-8", errors="replace").strip()
+    if not text.startswith("{"):
+        command, sep, param = text.partition("|")
+        return False, command.strip(), (param if sep else None), None
+    try:
+        obj = json.loads(text)
+    except (ValueError, RecursionError):
+        return True, None, None, Result(err(MSG_INVJSON, "Invalid JSON"))
+    if not isinstance(obj, dict):
+        return True, None, None, Result(err(MSG_INVJSON, "Invalid JSON"))
+    if "command" not in obj:
+        return True, None, None, Result(err(MSG_MISCMD, "Missing JSON 'command'"))
+    command = obj["command"]
+    if not isinstance(command, str):
+        return True, None, None, Result(err(MSG_INVCMD, "Invalid command"))
+    raw = obj.get("parameter")
+    if isinstance(raw, bool) or raw is None:
+        param = None
+    elif isinstance(raw, str):
+        param = raw
+    elif isinstance(raw, int):
+        param = str(raw)
+    elif isinstance(raw, float):
+        param = f"{raw:f}" if math.isfinite(raw) else None
+    else:
+        param = None  # api.c ignores parameters of other types
+    return True, command, param, None
+
+
+def handle_request(
+    data: bytes, control: MinerControl, privileged: bool, description: str | None = None
+) -> tuple[bytes, list[Callable[[], None]]]:
+    """The reply bytes (NUL-terminated) for one request, and actions to run once it is sent."""
+    ctx = Context(control, privileged, int(time.time()), description or f"{MINER_NAME} {__version__}")
+    isjson, command, param, error = parse_request(data)
+    if error is not None:
+        return render(error, ctx, isjson).encode() + b"\0", []
+    after: list[Callable[[], None]] = []
+
+    def run(name: str) -> Result:
+        cmd = COMMANDS.get(name)
+        if cmd is None:
+            return Result(err(MSG_INVCMD, "Invalid command"))
+        if cmd.write and not privileged:
+            return Result(err(MSG_ACCDENY, f"Access denied to '{name}' command"))
+        try:
+            result = cmd.handler(ctx, param)
+        except Exception as exc:  # a failing command must answer, never drop the connection
+            return Result(Status("F", -1, f"{name} failed: {exc}"))
+        if result.after is not None:
+            after.append(result.after)
+        return result
+
+    if "+" not in command:
+        return render(run(command), ctx, isjson).encode() + b"\0", after
+    param = None  # joined commands take no parameter
+    parts: list[tuple[str, Result]] = []
+    seen: set[str] = set()
+    for name in command.split("+"):
+        if not name or name in seen:
+            continue
+        seen.add(name)
+        cmd = COMMANDS.get(name)
+        if cmd is not None and not cmd.joinable:
+            parts.append((name, Result(err(MSG_ACCDENY, f"Access denied to '{name}' command"))))
+        else:
+            parts.append((name, run(name)))
+    return render_joined(parts, ctx, isjson).encode() + b"\0", after
+
+
+# --- access control -------------------------------------------------------------------------------------
+
+LOOPBACK = [ipaddress.ip_network("127.0.0.0/8"), ipaddress.ip_network("::1/128")]
+
+
+@dataclass(frozen=True)
+class AllowEntry:
+    network: ipaddress.IPv4Network | ipaddress.IPv6Network | None  # None: 0/0, everyone
+    privileged: bool
+
+
+def parse_allow(allow: str) -> list[AllowEntry]:
+    """Parse ``[W:]address[/prefix],...``; ValueError with one line for a bad entry."""
+    entries = []
+    for raw in allow.split(","):
+        item = raw.strip()
+        if not item:
+            continue
+        privileged = False
+        if len(item) > 2 and item[1] == ":" and item[0].isalpha():
+            privileged = item[0].upper() == "W"  # R: and the api-groups letters are read-only here
+            item = item[2:]
+        if item == "0/0":
+            entries.append(AllowEntry(None, privileged))
+            continue
+        addr, slash, prefix = item.partition("/")
+        addr = addr.strip("[]")
+        if ":" not in addr:  # cgminer pads short IPv4 forms: "10/8" means 10.0.0.0/8
+            octets = addr.split(".")
+            addr = ".".join(octets + ["0"] * (4 - len(octets)))
+        try:
+            network = ipaddress.ip_network(addr + (slash + prefix if slash else ""), strict=False)
+        except ValueError:
+            raise ValueError(f"invalid entry '{raw.strip()}' (expected [W:]address[/prefix] or 0/0)") from None
+        if slash and network.prefixlen == 0:
+            entries.append(AllowEntry(None, privileged))
+        else:
+            entries.append(AllowEntry(network, privileged))
+    if not entries:
+        raise ValueError("no address given (expected [W:]address[/prefix],...)")
+    return entries
+
+
+def client_access(address: str, entries: list[AllowEntry] | None) -> bool | None:
+    """None: refuse the connection; else whether privileged commands are allowed."""
+    try:
+        ip = ipaddress.ip_address(address.split("%", 1)[0])
+    except ValueError:
+        return None
+    if isinstance(ip, ipaddress.IPv6Address) and ip.ipv4_mapped is not None:
+        ip = ip.ipv4_mapped
+    if entries is None:
+        return False if any(ip.version == n.version and ip in n for n in LOOPBACK) else None
+    for entry in entries:
+        if entry.network is None or (ip.version == entry.network.version and ip in entry.network):
+            return entry.privileged
+    return None
+
+
+# --- the TCP server -------------------------------------------------------------------------------------
+
+
+class ApiServer:
+    """The API on a background thread; one short-lived thread per connection, capped."""
+
+    def __init__(
+        self,
+        control: MinerControl,
+        host: str = "127.0.0.1",
+        port: int = 4028,
+        allow: str | None = None,
+        read_timeout: float = 5.0,
+        max_connections: int = 16,
+        description: str | None = None,
+    ) -> None:
+        self.control = control
+        self.host = host
+        self.port = port
+        self.allow = parse_allow(allow) if allow else None
+        self.read_timeout = read_timeout
+        self.description = description
+        self._slots = threading.BoundedSemaphore(max_connections)
+        self._sock: socket.socket | None = None
+        self._thread: threading.Thread | None = None
+        self._stopping = threading.Event()
+        self.requests = 0
+
+    def start(self) -> None:
+        """Bind and listen, then serve in the background; OSError if the address is taken."""
+        infos = socket.getaddrinfo(self.host, self.port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE)
+        family, _, _, _, sockaddr = infos[0]
+        sock = socket.socket(family, socket.SOCK_STREAM)
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            sock.bind(sockaddr)
+            sock.listen(100)
+        except OSError:
+            sock.close()
+            raise
+        sock.settimeout(0.2)
+        self._sock = sock
+        self.port = sock.getsockname()[1]
+        self._thread = threading.Thread(target=self._accept_loop, name="api-accept", daemon=True)
+        self._thread.start()
+
+    def stop(self) -> None:
+        self._stopping.set()
+        if self._sock is not None:
+            try:
+                self._sock.shutdown(socket.SHUT_RDWR)  # wakes a blocked accept() at once on Linux
+            except OSError:
+                pass
+        if self._thread is not None and self._thread is not threading.current_thread():
+            self._thread.join(2.0)
+        if self._sock is not None:
+            self._sock.close()
+            self._sock = None
+
+    def __enter__(self) -> ApiServer:
+        self.start()
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.stop()
+
+    def _accept_loop(self) -> None:
+        sock = self._sock
+        while not self._stopping.is_set():
+            try:
+                conn, addr = sock.accept()
+            except TimeoutError:
+                continue
+            except OSError:
+                if self._stopping.is_set():
+                    return
+                time.sleep(0.05)  # e.g. out of file descriptors: back off, keep serving
+                continue
+            while not self._slots.acquire(timeout=0.2):  # at the cap: wait for a slot
+                if self._stopping.is_set():
+                    conn.close()
+                    return
+            threading.Thread(target=self._serve, args=(conn, addr), name="api-conn", daemon=True).start()
+
+    def _serve(self, conn: socket.socket, addr) -> None:
+        after: list[Callable[[], None]] = []
+        try:
+            privileged = client_access(addr[0], self.allow)
+            if privileged is None:
+                return  # not allowed: close without a reply, as cgminer does
+            data = self._read_request(conn)
+            if not data:
+                return
+            reply, after = handle_request(data, self.control, privileged, self.description)
+            self.requests += 1
+            conn.settimeout(self.read_timeout)
+            conn.sendall(reply)
+            conn.shutdown(socket.SHUT_WR)
+            self._drain(conn)
+        except OSError:
+            pass
+        finally:
+            conn.close()
+            self._slots.release()
+            for action in after:
+                threading.Thread(target=action, name="api-action", daemon=True).start()
+
+    def _read_request(self, conn: socket.socket) -> bytes:
+        """Read one request: a text command is what the first read brings (as api.c); JSON is read until
+        it parses, a NUL or newline ends it, the peer closes, 8 KiB arrive or the read times out."""
+        deadline = time.monotonic() + self.read_timeout
+        buf = b""
+        while len(buf) < MAX_REQUEST:
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                break
+            conn.settimeout(remaining)
+            try:
+                chunk = conn.recv(MAX_REQUEST - len(buf))
+            except TimeoutError:
+                break
+            if not chunk:
+                break
+            buf += chunk
+            if not buf.lstrip().startswith(b"{") or b"\0" in buf or b"\n" in buf:
+                break
+            try:
+                json.loads(buf.decode("utf-8", errors="replace"))
+                break
+            except ValueError:
+                continue
+        return buf[:MAX_REQUEST]
+
+    @staticmethod
+    def _drain(conn: socket.socket) -> None:
+        """Read what the client still sends so closing does not reset the connection before it reads."""
+        conn.settimeout(0.2)
+        try:
+            for _ in range(64):
+                if not conn.recv(65536):
+                    return
+        except OSError:
+            return

@@ -1,0 +1,284 @@
+"""``miner asic``: talk to cgminer-compatible miners (ASIC firmware, cgminer, bfgminer, this miner) on 4028."""
+
+from __future__ import annotations
+
+import json
+
+import click
+
+from miner.cli_common import CliError
+
+CONTROL_HELP = "Privileged commands need the miner to allow this host with W: in its --api-allow."
+
+
+class _AsicGroup(click.Group):
+    """``miner asic HOST[:PORT] COMMAND`` reads as ``miner asic query HOST[:PORT] COMMAND``."""
+
+    def resolve_command(self, ctx, args):
+        if args and args[0] not in self.commands and not args[0].startswith("-"):
+            return "query", self.commands["query"], args
+        return super().resolve_command(ctx, args)
+
+
+@click.group(cls=_AsicGroup)
+def asic() -> None:
+    """Query and control miners over the cgminer API (TCP 4028).
+
+    \b
+    One miner, any command (JSON form), reply printed readably:
+      miner asic 10.0.0.5 summary
+      miner asic 10.0.0.5:4029 pools --json
+      miner asic query 10.0.0.5 switchpool 1
+    A fleet at once, one table row per host (unreachable hosts listed as such):
+      miner asic summary 10.0.0.5 10.0.0.6
+      miner asic summary --subnet 10.0.0.0/24
+      miner asic summary --hosts-file farm.txt --json
+    Control verbs, each host's answer printed:
+      miner asic switchpool 1 --subnet 10.0.0.0/24
+      miner asic addpool stratum+tcp://pool:3333 worker x 10.0.0.5
+      miner asic enablepool 0 HOST... / disablepool 0 HOST... / restart HOST... / quit HOST...
+    """
+
+
+def _targets(hosts, hosts_file, subnet, port):
+    from miner.api_client import expand_targets
+
+    try:
+        targets = expand_targets(hosts, hosts_file, subnet, port)
+    except ValueError as exc:
+        raise CliError(str(exc), 2) from None
+    if not targets:
+        raise CliError("no hosts: give HOST[:PORT]..., --hosts-file FILE or --subnet CIDR", 2)
+    return targets
+
+
+def fleet_options(func):
+    func = click.option(
+        "--workers", type=click.IntRange(1, 1024), default=64, show_default=True, help="hosts queried at once"
+    )(func)
+    func = click.option(
+        "--timeout", type=click.FloatRange(0.05, 120), default=3.0, show_default=True, help="seconds per host"
+    )(func)
+    func = click.option(
+        "--port",
+        "-p",
+        type=click.IntRange(1, 65535),
+        default=4028,
+        show_default=True,
+        help="API port for hosts given without one",
+    )(func)
+    func = click.option("--subnet", metavar="CIDR", default=None, help="every host of a subnet, e.g. 10.0.0.0/24")(func)
+    func = click.option(
+        "--hosts-file",
+        type=click.Path(dir_okay=False),
+        default=None,
+        help="file with one HOST[:PORT] or CIDR per line (# comments)",
+    )(func)
+    func = click.option("--json", "as_json", is_flag=True, help="print JSON")(func)
+    return func
+
+
+# --- one host ---------------------------------------------------------------------------------------------
+
+
+def _format_value(value) -> str:
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, float):
+        return f"{value:.8f}".rstrip("0").rstrip(".") if value else "0"
+    return str(value)
+
+
+def pretty_reply(reply: dict, indent: str = "") -> list[str]:
+    """A reply as readable lines: the STATUS line, then each section's records as ``key: value``."""
+    from miner.api_client import reply_status
+
+    lines: list[str] = []
+    if "_objects" in reply:
+        for obj in reply["_objects"]:
+            lines += pretty_reply(obj, indent)
+        return lines
+    status = reply.get("STATUS")
+    if isinstance(status, list) or isinstance(status, str):
+        sev, code, msg = reply_status(reply)
+        code_text = f" code {code}" if code is not None else ""
+        lines.append(f"{indent}STATUS {sev}{code_text}: {msg}")
+    for key, value in reply.items():
+        if key in ("STATUS", "id"):
+            continue
+        if isinstance(value, list) and value and all(isinstance(v, dict) for v in value):
+            if "STATUS" in value[0]:  # a joined command's own reply
+                lines.append(f"{indent}[{key}]")
+                for part in value:
+                    lines += pretty_reply(part, indent + "  ")
+                continue
+            for n, record in enumerate(value):
+                lines.append(f"{indent}{key}[{n}]" if len(value) > 1 else f"{indent}{key}")
+                width = max((len(str(k)) for k in record), default=0)
+                lines += [f"{indent}  {str(k).ljust(width)}  {_format_value(v)}" for k, v in record.items()]
+        else:
+            lines.append(f"{indent}{key}: {_format_value(value)}")
+    return lines
+
+
+@asic.command("query")
+@click.argument("target", metavar="HOST[:PORT]")
+@click.argument("command")
+@click.argument("parameter", required=False)
+@click.option("--json", "as_json", is_flag=True, help="print the reply as the miner sent it (JSON)")
+@click.option("--text", "as_text", is_flag=True, help="use the text form (command|parameter) and print it raw")
+@click.option("--timeout", type=click.FloatRange(0.05, 120), default=5.0, show_default=True, help="seconds")
+def query_cmd(target: str, command: str, parameter: str | None, as_json: bool, as_text: bool, timeout: float) -> None:
+    """Send COMMAND [PARAMETER] to one miner and print the reply.
+
+    Commands are cgminer's: summary, devs, pools, stats, version, config, coin, devdetails, notify,
+    check CMD, joined ones like summary+pools, and the privileged switchpool N, addpool URL,USER,PASS,
+    enablepool N, disablepool N, removepool N, poolpriority N,N..., zero all,false, restart, quit.
+    """
+    from miner.api_client import ApiError, parse_reply, parse_target, reply_status, send_raw
+
+    try:
+        host, port = parse_target(target)
+    except ValueError as exc:
+        raise CliError(str(exc), 2) from None
+    if as_text:
+        payload = (command + (f"|{parameter}" if parameter is not None else "")).encode()
+    else:
+        request: dict = {"command": command}
+        if parameter is not None:
+            request["parameter"] = parameter
+        payload = json.dumps(request).encode()
+    try:
+        raw = send_raw(host, port, payload, timeout)
+    except ApiError as exc:
+        raise CliError(f"{host}:{port}: {exc}") from None
+    if as_text:
+        click.echo(raw.replace(b"\0", b"").decode("utf-8", errors="replace"))
+        return
+    try:
+        reply = parse_reply(raw)
+    except ApiError as exc:
+        raise CliError(f"{host}:{port}: {exc}") from None
+    if as_json:
+        click.echo(json.dumps(reply, indent=2))
+    else:
+        click.echo("\n".join(pretty_reply(reply)))
+    sev, _code, _msg = reply_status(reply)
+    if sev in ("E", "F"):
+        raise SystemExit(1)
+
+
+# --- fleets -----------------------------------------------------------------------------------------------
+
+
+def format_rate(ghs: float | None) -> str:
+    if ghs is None:
+        return "-"
+    hps = ghs * 1e9
+    for unit, scale in (("PH/s", 1e15), ("TH/s", 1e12), ("GH/s", 1e9), ("MH/s", 1e6), ("kH/s", 1e3)):
+        if hps >= scale:
+            return f"{hps / scale:.2f} {unit}"
+    return f"{hps:.0f} H/s"
+
+
+def fleet_table(rows) -> str:
+    header = ("HOST", "TYPE", "HASHRATE", "ACCEPTED", "REJECTED", "HW", "POOL", "STATUS")
+    body = []
+    for r in rows:
+        dash = "-"
+        body.append(
+            (
+                f"{r.host}:{r.port}",
+                r.miner_type or dash,
+                format_rate(r.ghs) if r.reachable else dash,
+                dash if r.accepted is None else str(r.accepted),
+                dash if r.rejected is None else str(r.rejected),
+                dash if r.hw_errors is None else str(r.hw_errors),
+                r.pool or dash,
+                r.status if r.reachable else f"unreachable ({r.status})",
+            )
+        )
+    widths = [max(len(str(c)) for c in col) for col in zip(header, *body, strict=False)]
+    lines = ["  ".join(str(c).ljust(w) for c, w in zip(line, widths, strict=True)).rstrip() for line in (header, *body)]
+    up = [r for r in rows if r.reachable]
+    total = sum(r.ghs or 0.0 for r in up)
+    lines.append(
+        f"{len(rows)} host(s), {len(up)} reachable, {len(rows) - len(up)} unreachable, total {format_rate(total)}"
+    )
+    return "\n".join(lines)
+
+
+@asic.command("summary")
+@click.argument("hosts", nargs=-1, metavar="[HOST[:PORT]]...")
+@fleet_options
+def summary_cmd(hosts, as_json, hosts_file, subnet, port, timeout, workers) -> None:
+    """Summary of many miners at once: type, hash rate, shares, hardware errors, pool, status."""
+    from miner.api_client import fleet_summary
+
+    rows = fleet_summary(_targets(hosts, hosts_file, subnet, port), timeout, workers)
+    if as_json:
+        click.echo(json.dumps([r.to_dict() for r in rows], indent=2))
+    else:
+        click.echo(fleet_table(rows))
+
+
+def _run_control(
+    command: str, parameter: str | None, hosts, as_json, hosts_file, subnet, port, timeout, workers
+) -> None:
+    from miner.api_client import fleet_control
+
+    results = fleet_control(_targets(hosts, hosts_file, subnet, port), command, parameter, timeout, workers)
+    if as_json:
+        click.echo(json.dumps([r.to_dict() for r in results], indent=2))
+    else:
+        width = max(len(f"{r.host}:{r.port}") for r in results)
+        for r in results:
+            click.echo(f"{f'{r.host}:{r.port}'.ljust(width)}  {'ok    ' if r.ok else 'FAILED'}  {r.message}")
+    failed = sum(1 for r in results if not r.ok)
+    if failed:
+        raise CliError(f"{command} failed on {failed} of {len(results)} host(s)")
+
+
+def _pool_verb(name: str, summary: str):
+    @asic.command(name, help=f"{summary} on every host given. {CONTROL_HELP}")
+    @click.argument("pool", type=click.IntRange(min=0), metavar="POOL")
+    @click.argument("hosts", nargs=-1, metavar="[HOST[:PORT]]...")
+    @fleet_options
+    def verb(pool, hosts, as_json, hosts_file, subnet, port, timeout, workers) -> None:
+        _run_control(name, str(pool), hosts, as_json, hosts_file, subnet, port, timeout, workers)
+
+    return verb
+
+
+def _bare_verb(name: str, summary: str):
+    @asic.command(name, help=f"{summary} on every host given. {CONTROL_HELP}")
+    @click.argument("hosts", nargs=-1, metavar="[HOST[:PORT]]...")
+    @fleet_options
+    def verb(hosts, as_json, hosts_file, subnet, port, timeout, workers) -> None:
+        _run_control(name, None, hosts, as_json, hosts_file, subnet, port, timeout, workers)
+
+    return verb
+
+
+_pool_verb("switchpool", "Mine on pool POOL now")
+_pool_verb("enablepool", "Enable pool POOL")
+_pool_verb("disablepool", "Disable pool POOL")
+_pool_verb("removepool", "Remove pool POOL")
+_bare_verb("restart", "Restart the miner")
+_bare_verb("quit", "Stop the miner")
+
+
+@asic.command("addpool", help=f"Add a pool (URL USER PASSWORD) on every host given. {CONTROL_HELP}")
+@click.argument("url")
+@click.argument("user")
+@click.argument("password")
+@click.argument("hosts", nargs=-1, metavar="[HOST[:PORT]]...")
+@fleet_options
+def addpool_cmd(url, user, password, hosts, as_json, hosts_file, subnet, port, timeout, workers) -> None:
+    from miner.api_client import escape_param
+
+    parameter = ",".join(escape_param(v) for v in (url, user, password))
+    _run_control("addpool", parameter, hosts, as_json, hosts_file, subnet, port, timeout, workers)
+
+
+commands = [asic]
