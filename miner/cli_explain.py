@@ -1,0 +1,512 @@
+"""``miner explain``: the steps of mining, printed for a person (or as --json).
+
+The numbers come from :mod:`miner.explain`; this module only lays them out.
+click strips the colours when output is piped, so the same text reads well in
+a terminal and in a file.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from collections.abc import Callable
+from typing import Any
+
+import click
+
+from miner import explain as ex
+from miner.cli_common import CliError
+
+
+def _h(text: str) -> str:
+    return click.style(text, fg="cyan", bold=True)
+
+
+def _hex(text: str) -> str:
+    return click.style(text, fg="yellow")
+
+
+def _verdict(ok: bool, yes: str = "yes", no: str = "no") -> str:
+    return click.style(yes, fg="green", bold=True) if ok else click.style(no, fg="red", bold=True)
+
+
+def _dim(text: str) -> str:
+    return click.style(text, dim=True)
+
+
+def _emit(data: dict[str, Any], as_json: bool, render: Callable[[dict[str, Any]], None]) -> None:
+    if as_json:
+        click.echo(json.dumps(data, indent=2, default=_json_default))
+    else:
+        render(data)
+
+
+def _json_default(value: Any) -> Any:
+    raise TypeError(f"cannot encode {type(value).__name__}")
+
+
+def _num(value: float) -> str:
+    if math.isinf(value):
+        return "infinite"
+    if value == 0 or 1e-3 <= abs(value) < 1e7:
+        return f"{value:,.6g}"
+    return f"{value:.4e}"
+
+
+def _split(text: str, width: int = 64) -> list[str]:
+    return [text[i : i + width] for i in range(0, len(text), width)] or [""]
+
+
+def _state_line(words: list[str]) -> str:
+    return " ".join(words)
+
+
+def _parse(parser: Callable[[str], Any], value: str, name: str) -> Any:
+    try:
+        return parser(value)
+    except ValueError as exc:
+        raise click.BadParameter(str(exc), param_hint=name) from None
+
+
+json_option = click.option("--json", "as_json", is_flag=True, help="print the walk-through as JSON")
+
+
+@click.group()
+def explain() -> None:
+    """Walk through mining step by step: headers, jobs, templates, odds, economics."""
+
+
+# --- header --------------------------------------------------------------------
+
+
+def _render_fields(fields: list[dict[str, Any]]) -> None:
+    for f in fields:
+        name = _h(f"{f['name']:<12}")
+        click.echo(f"  {name}  bytes {f['offset']}..{f['offset'] + f['size'] - 1} ({f['size']} bytes)")
+        click.echo(f"    reads   {f['value_text']}")
+        click.echo(f"    hashed  {_hex(f['hashed_hex'])}")
+        click.echo(f"    order   {_dim(f['order'])}")
+
+
+def _render_pass(title: str, p: dict[str, Any]) -> None:
+    click.echo(_h(title))
+    click.echo(f"  input ({p['input_bytes']} bytes), padded to {len(p['padded_hex']) // 2} bytes: a 1 bit, zeros, "
+               f"then the length in bits ({8 * p['input_bytes']}) as 64-bit big-endian")  # fmt: skip
+    for i, block in enumerate(p["blocks"], 1):
+        click.echo(f"  block {i}:")
+        for line in _split(block["block_hex"]):
+            click.echo(f"      {_hex(line)}")
+        click.echo(f"    state in   {_state_line(block['state_in'])}")
+        click.echo(f"    state out  {_state_line(block['state_out'])}")
+    click.echo(f"  digest  {_hex(p['digest_hex'])}")
+
+
+def _render_target(t: dict[str, Any]) -> None:
+    click.echo(f"  nBits      0x{t['bits']}: exponent 0x{t['exponent']:02x}, mantissa 0x{t['mantissa']}")
+    click.echo(f"  target   = {t['formula']}")
+    click.echo(f"           = {_hex(t['target_hex'])}")
+    click.echo(f"  difficulty = diff-1 target / target = {_num(t['difficulty'])}")
+
+
+def _render_rounds(r: dict[str, Any]) -> None:
+    names = {1: "first pass, block 1 (header bytes 0..63)", 2: "first pass, block 2 (bytes 64..79 + padding)",
+             3: "second pass (over the first digest)"}  # fmt: skip
+    click.echo(_h(f"Compression {r['compression']}: {names[r['compression']]}"))
+    click.echo("  block:")
+    for line in _split(r["block_hex"]):
+        click.echo(f"      {_hex(line)}")
+    click.echo("  message schedule W[0..63] (W[0..15] are the block's words, big-endian; then")
+    click.echo("  W[t] = s1(W[t-2]) + W[t-7] + s0(W[t-15]) + W[t-16])")
+    for i in range(0, 64, 8):
+        click.echo(f"    W[{i:2d}..{i + 7:2d}]  " + " ".join(r["schedule"][i : i + 8]))
+    click.echo(f"  initial    a..h = {_state_line(r['initial_state'])}")
+    click.echo(("   t   K[t]     W[t]     " + "".join(f"{n:<9}" for n in "abcdefgh")).rstrip())
+    for rd in r["rounds"]:
+        click.echo(f"  {rd['t']:2d}   {rd['k']} {rd['w']} " + " ".join(rd["state"]))
+    click.echo(f"  + initial state (Davies-Meyer feed-forward) = {_hex(_state_line(r['output_state']))}")
+
+
+def _render_header(d: dict[str, Any]) -> None:
+    title = d["label"] or "block header"
+    click.echo(_h(f"Block header: {title}"))
+    for line in _split(d["header_hex"], 80):
+        click.echo(f"  {_hex(line)}")
+    click.echo()
+    click.echo(_h("1. The 80 bytes, field by field"))
+    _render_fields(d["fields"])
+    click.echo()
+    click.echo(_h("2. Midstate"))
+    click.echo("  SHA-256 state after the first 64 bytes (version, prev_block, 28 bytes of merkle root).")
+    click.echo("  The nonce lives in the last 16 bytes, so a miner computes this once per header template.")
+    click.echo(f"  {_hex(_state_line(d['midstate']))}")
+    click.echo()
+    _render_pass("3. First SHA-256 pass (over the 80 header bytes)", d["pass1"])
+    click.echo()
+    _render_pass("4. Second SHA-256 pass (over the 32-byte first digest)", d["pass2"])
+    click.echo()
+    click.echo(_h("5. The block hash"))
+    click.echo(f"  as hashed (internal order)  {d['hash_internal_hex']}")
+    click.echo(f"  display order (reversed)    {_hex(d['hash_display_hex'])}")
+    click.echo()
+    click.echo(_h("6. The target, from nBits"))
+    _render_target(d["target"])
+    click.echo()
+    c = d["comparison"]
+    click.echo(_h("7. The comparison"))
+    click.echo("  the digest, read as a little-endian number, must be at most the target:")
+    click.echo(f"    hash   {_hex(c['hash_int_hex'])}  ({c['hash_leading_zero_bits']} leading zero bits)")
+    click.echo(f"    target {c['target_hex']}  ({d['target']['target_leading_zero_bits']} leading zero bits)")
+    click.echo(f"  hash <= target: {_verdict(c['valid'], 'yes, a valid block', 'no, not a valid block')}")
+    click.echo(f"  this hash alone would meet difficulty {_num(c['hash_difficulty'])}")
+    if "rounds" in d:
+        click.echo()
+        _render_rounds(d["rounds"])
+
+
+@explain.command("header")
+@click.argument("spec", metavar="(genesis | 125552 | HEADER_HEX)")
+@click.option("--rounds", is_flag=True, help="also print the 64 rounds of one compression and its message schedule")
+@click.option("--compression", type=click.IntRange(1, 3), default=1, show_default=True,
+              help="which compression --rounds traces: 1, 2 = first pass's blocks, 3 = second pass")  # fmt: skip
+@json_option
+def header_cmd(spec: str, rounds: bool, compression: int, as_json: bool) -> None:
+    """Hash a real block header by hand: fields, midstate, both passes, target, verdict.
+
+    SPEC is a name (genesis, 125552, testnet-genesis, regtest-genesis) or 160 hex digits.
+    """
+    try:
+        label, header80 = ex.resolve_header(spec)
+    except ValueError as exc:
+        raise CliError(str(exc)) from None
+    data = ex.explain_header(header80, label)
+    if rounds:
+        data["rounds"] = ex.trace_compression(header80, compression)
+    _emit(data, as_json, _render_header)
+
+
+# --- job -------------------------------------------------------------------------
+
+
+def _render_job(d: dict[str, Any]) -> None:
+    cb = d["coinbase"]
+    click.echo(_h(f"Stratum job {d['job_id']}"))
+    click.echo(f"  extranonce1 (from mining.subscribe)  {cb['extranonce1_hex']}")
+    click.echo(f"  extranonce2 (ours, {d['extranonce2_size']} bytes)         {cb['extranonce2_hex']}")
+    click.echo()
+    click.echo(_h("1. The coinbase transaction = coinb1 + extranonce1 + extranonce2 + coinb2"))
+    click.echo(f"  coinb1       {cb['coinb1_hex']}")
+    click.echo(f"  extranonce1  {_hex(cb['extranonce1_hex'])}")
+    click.echo(f"  extranonce2  {_hex(cb['extranonce2_hex'])}")
+    click.echo(f"  coinb2       {cb['coinb2_hex']}")
+    if cb["bip34_height"] is not None:
+        click.echo(f"  block height in the scriptSig (BIP 34): {cb['bip34_height']}")
+    click.echo(f"  txid = sha256d(coinbase)  internal {cb['txid_internal_hex']}")
+    click.echo(f"                            display  {cb['txid_display_hex']}")
+    click.echo()
+    m = d["merkle"]
+    click.echo(_h("2. Up the merkle branches to the root (the coinbase is leftmost: hash = sha256d(hash + branch))"))
+    if not m["steps"]:
+        click.echo("  no branches: the coinbase is the only transaction, its txid is the root")
+    for i, step in enumerate(m["steps"], 1):
+        click.echo(f"  step {i}: sha256d({step['left_hex'][:16]}... + {step['branch_hex'][:16]}...)")
+        click.echo(f"          = {step['result_hex']}")
+    click.echo(f"  merkle root  internal {_hex(m['root_internal_hex'])}")
+    click.echo(f"               display  {m['root_display_hex']}")
+    click.echo()
+    p = d["prevhash"]
+    click.echo(_h("3. The previous block hash, word-swapped"))
+    click.echo(f"  as Stratum sends it   {p['stratum_hex']}")
+    click.echo(f"  each 4-byte word flipped -> header bytes {_hex(p['internal_hex'])}")
+    click.echo(f"  display order         {p['display_hex']}")
+    click.echo(f"  {_dim(p['note'])}")
+    click.echo()
+    r = d["version_rolling"]
+    if r:
+        click.echo(_h("3b. Version rolling (BIP 310)"))
+        click.echo(f"  job version {r['job_version']}, pool's mask {r['mask']}: only the masked bits may change")
+        click.echo(f"  version = (job version & ~mask) | (bits & mask) = {_hex(r['version'])}")
+        click.echo(f"  sent as the 6th mining.submit param: {r['version_bits']}")
+        click.echo()
+    click.echo(_h("4. The finished header"))
+    for line in _split(d["header"]["header_hex"], 80):
+        click.echo(f"  {_hex(line)}")
+    _render_fields(d["header"]["fields"])
+    click.echo(f"  hash (display order)  {_hex(d['hash_display_hex'])}")
+    click.echo()
+    s = d["share"]
+    click.echo(_h("5. The share target, from mining.set_difficulty"))
+    click.echo(f"  share difficulty {_num(s['difficulty'])}: target = diff-1 target / difficulty")
+    click.echo(f"                   = {_hex(s['target_hex'])}")
+    click.echo(f"  meets the share target:   {_verdict(s['meets_share_target'])}"
+               f" (this hash meets difficulty {_num(s['hash_difficulty'])})")  # fmt: skip
+    n = d["network"]
+    click.echo(f"  network target (nBits 0x{n['bits']}) {n['target_hex']}")
+    click.echo(f"  meets the network target: {_verdict(n['meets_network_target'], 'yes, a block', 'no')}")
+    click.echo()
+    click.echo(_h("6. The mining.submit for this nonce"))
+    message = {"id": 4, "method": d["submit"]["method"], "params": d["submit"]["params"]}
+    click.echo(f"  {_hex(json.dumps(message))}")
+    click.echo(
+        "  params: worker, job id, extranonce2, ntime, nonce" + (", version bits" if d["version_rolling"] else "")
+    )
+    click.echo(f"  {_dim(d['submit']['note'])}")
+
+
+@explain.command("job")
+@click.argument("capture", type=click.Path(exists=True, dir_okay=False))
+@click.option("--extranonce2", default=None, metavar="HEX", help="extranonce2 to use (default: the captured submit's, "
+              "else zeros)")  # fmt: skip
+@click.option("--nonce", default=None, metavar="N", help="nonce, decimal or 0x hex (default: the captured submit's, "
+              "else 0)")  # fmt: skip
+@click.option("--job-id", default=None, help="which mining.notify to use (default: the last one)")
+@click.option(
+    "--version-bits", default=None, metavar="HEX", help="rolled version bits (BIP 310), within the pool's mask"
+)
+@json_option
+def job_cmd(
+    capture: str,
+    extranonce2: str | None,
+    nonce: str | None,
+    job_id: str | None,
+    version_bits: str | None,
+    as_json: bool,
+) -> None:
+    """From a captured mining.subscribe reply + mining.notify to a header and a mining.submit.
+
+    CAPTURE is a JSON list of Stratum messages (or one message per line).
+    """
+    en2 = None
+    if extranonce2 is not None:
+        en2 = _parse(bytes.fromhex, extranonce2, "--extranonce2")
+    nonce_int = None
+    if nonce is not None:
+        nonce_int = _parse(lambda v: int(v, 0), nonce, "--nonce")
+        if not 0 <= nonce_int < ex.TWO_32:
+            raise click.BadParameter("a nonce is a 32-bit number", param_hint="--nonce")
+    bits = None if version_bits is None else _parse(lambda v: int(v, 16) & 0xFFFFFFFF, version_bits, "--version-bits")
+    try:
+        with open(capture, encoding="utf-8") as fh:
+            messages = ex.load_messages(fh.read())
+        data = ex.explain_job(messages, en2, nonce_int, job_id, bits)
+    except (OSError, UnicodeDecodeError, ValueError) as exc:
+        raise CliError(f"{capture}: {exc}") from None
+    _emit(data, as_json, _render_job)
+
+
+# --- template ------------------------------------------------------------------------
+
+
+def _render_template(d: dict[str, Any]) -> None:
+    cb = d["coinbase"]
+    click.echo(_h(f"Block template for height {d['height']} ({d['transactions']} transactions besides the coinbase)"))
+    click.echo()
+    click.echo(_h("1. The coinbase transaction"))
+    click.echo(f"  BIP 34 height push  {_hex(cb['height_push_hex'])}  (first bytes of the scriptSig)")
+    click.echo(f"  pays {cb['value_sats']} sats (subsidy + fees) to script {cb['payout_script_hex']}")
+    click.echo(f"  coinb1      {cb['coinb1_hex']}")
+    click.echo(f"  extranonce  {_hex(cb['extranonce_hex'])}")
+    click.echo(f"  coinb2      {cb['coinb2_hex']}")
+    click.echo(f"  txid (display)  {cb['txid_display_hex']}")
+    click.echo()
+    w = d["witness_commitment"]
+    click.echo(_h("2. The witness commitment (BIP 141)"))
+    if w["template_hex"] is None:
+        click.echo("  the template has none (no segwit transactions), so the coinbase carries none")
+    else:
+        click.echo(f"  template's output script  {w['template_hex']}")
+        click.echo(f"  recomputed from wtxids    {w['computed_hex']}")
+        click.echo(f"  OP_RETURN aa21a9ed sha256d(witness merkle root + 32 zero bytes): "
+                   f"{_verdict(w['matches'], 'matches', 'DIFFERS')}")  # fmt: skip
+        click.echo("  the block's coinbase then carries a witness: the 32 zero bytes of the reserved value")
+    click.echo()
+    click.echo(_h("3. The merkle tree over all transactions (internal order, odd levels repeat their last hash)"))
+    levels = d["merkle"]["levels_internal_hex"]
+    for depth, level in enumerate(levels):
+        label = "leaves" if depth == 0 else ("root" if depth == len(levels) - 1 else f"level {depth}")
+        for i, h in enumerate(level):
+            click.echo(f"  {label if i == 0 else '':<7} {h}")
+    click.echo(f"  root (display)  {_hex(d['merkle']['root_display_hex'])}")
+    click.echo()
+    click.echo(_h("4. The header"))
+    for line in _split(d["header"]["header_hex"], 80):
+        click.echo(f"  {_hex(line)}")
+    _render_fields(d["header"]["fields"])
+    click.echo(f"  hash (display order)  {_hex(d['hash_display_hex'])}")
+    click.echo()
+    click.echo(_h("5. The target"))
+    _render_target(d["target"])
+    click.echo(f"  hash <= target: {_verdict(d['meets_target'], 'yes, submit the block', 'no, try another nonce')}")
+    click.echo(f"  the block would be {d['block_bytes']} bytes")
+
+
+@explain.command("template")
+@click.argument("template_file", metavar="FILE", type=click.Path(exists=True, dir_okay=False))
+@click.option("--address", default=None, help="payout address (default: OP_TRUE, anyone can spend)")
+@click.option("--extranonce", default="0000000000000000", show_default=True, metavar="HEX",
+              help="the bytes placed in the coinbase's extranonce gap")  # fmt: skip
+@click.option("--nonce", default="0", show_default=True, metavar="N", help="header nonce (decimal or 0x hex)")
+@json_option
+def template_cmd(template_file: str, address: str | None, extranonce: str, nonce: str, as_json: bool) -> None:
+    """From a getblocktemplate answer to a coinbase, merkle tree and header.
+
+    FILE holds the template (the RPC "result", or the whole JSON-RPC reply).
+    """
+    en = _parse(bytes.fromhex, extranonce, "--extranonce")
+    nonce_int = _parse(lambda v: int(v, 0), nonce, "--nonce")
+    if not 0 <= nonce_int < ex.TWO_32:
+        raise click.BadParameter("a nonce is a 32-bit number", param_hint="--nonce")
+    try:
+        from miner.coinbase import OP_TRUE_SCRIPT
+    except ImportError:
+        raise CliError("template walk-through needs miner/coinbase.py") from None
+    payout = OP_TRUE_SCRIPT
+    if address is not None:
+        try:
+            from miner.address import address_to_script
+
+            payout = address_to_script(address)
+        except ImportError:
+            raise CliError("--address needs miner/address.py") from None
+        except ValueError as exc:
+            raise click.BadParameter(str(exc), param_hint="--address") from None
+    try:
+        with open(template_file, encoding="utf-8") as fh:
+            template = json.load(fh)
+        if isinstance(template, dict) and isinstance(template.get("result"), dict):
+            template = template["result"]
+        if not isinstance(template, dict):
+            raise ValueError("not a getblocktemplate answer (expected a JSON object)")
+        data = ex.explain_template(template, payout, en, nonce_int)
+    except (OSError, UnicodeDecodeError, ValueError) as exc:
+        raise CliError(f"{template_file}: {exc}") from None
+    _emit(data, as_json, _render_template)
+
+
+# --- odds ----------------------------------------------------------------------------
+
+
+def _render_odds(d: dict[str, Any]) -> None:
+    click.echo(_h(f"Finding a hash of difficulty {_num(d['difficulty'])} at {ex.format_rate(d['hashrate'])}"))
+    click.echo("  each hash wins with probability about 1 / (difficulty x 2^32), independently of all others")
+    click.echo(f"  expected hashes  {_num(d['difficulty'])} x 2^32 = {_hex(_num(d['expected_hashes']))}")
+    click.echo(f"  expected time    {_hex(d['expected_text'])} ({_num(d['expected_seconds'])} s)")
+    click.echo()
+    click.echo(_h("  Chance of at least one within (Poisson: 1 - exp(-t / expected time))"))
+    for w in d["within"]:
+        finds = _num(w["expected_finds"])
+        click.echo(f"    {w['text']:>16}  {100 * w['probability']:10.6g} %   (expected finds {finds})")
+    click.echo()
+    click.echo(_h("  Time until the chance reaches"))
+    for q in d["time_for_probability"]:
+        click.echo(f"    {100 * q['probability']:>5.0f} %  {q['text']}")
+
+
+MEASURE_SECONDS = 2.0
+
+
+def _hashrate(text: str, threads: int | None) -> float:
+    """A rate as given, or this machine's, measured with the cpu backend when RATE is 'measure'."""
+    if text.strip().lower() != "measure":
+        return _parse(ex.parse_hashrate, text, "--hashrate")
+    from miner.cli_common import make_backend
+    from miner.engine import default_threads
+    from miner.throughput import engine_rate
+
+    n = threads or default_threads()
+    rate = engine_rate(make_backend("cpu"), n, MEASURE_SECONDS)["hashrate"]
+    if not rate > 0:
+        raise CliError("no hashes finished while measuring; give --hashrate as a number")
+    click.echo(f"measured {ex.format_rate(rate)} with the cpu backend on {n} thread(s)", err=True)
+    return rate
+
+
+hashrate_option = click.option(
+    "--hashrate",
+    "-r",
+    required=True,
+    metavar="RATE",
+    help="hashes per second, e.g. 2.5M, 110T; 'measure' for this machine",
+)
+threads_option = click.option(
+    "--threads",
+    "-t",
+    type=click.IntRange(min=1),
+    default=None,
+    help="threads for --hashrate measure (default: all cores)",
+)
+
+
+@explain.command("odds")
+@hashrate_option
+@threads_option
+@click.option("--difficulty", "-d", required=True, metavar="D", help="share or network difficulty, e.g. 1, 110T")
+@click.option("--within", "-w", multiple=True, metavar="DURATION", help="time window, e.g. 10m, 6h, 30d, 1y "
+              "(repeatable)")  # fmt: skip
+@json_option
+def odds_cmd(hashrate: str, threads: int | None, difficulty: str, within: tuple[str, ...], as_json: bool) -> None:
+    """Expected hashes and time to find a share or block, and the chance within a time."""
+    rate = _hashrate(hashrate, threads)
+    diff = _parse(ex.parse_amount, difficulty, "--difficulty")
+    windows = [_parse(ex.parse_duration, w, "--within") for w in within] or None
+    _emit(ex.explain_odds(rate, diff, windows), as_json, _render_odds)
+
+
+# --- economics -------------------------------------------------------------------------
+
+
+def _money(value: float) -> str:
+    return f"{value:,.2f}" if abs(value) >= 0.01 or value == 0 else f"{value:.3g}"
+
+
+def _render_economics(d: dict[str, Any]) -> None:
+    click.echo(_h(f"Mining at {ex.format_rate(d['hashrate'])} drawing {d['power_watts']:g} W "
+                  f"({_num(d['joules_per_terahash'])} J/TH)"))  # fmt: skip
+    click.echo(f"  network difficulty {_num(d['difficulty'])}, block reward {d['reward_btc']:g} BTC, "
+               f"BTC price {_money(d['btc_price'])}")  # fmt: skip
+    click.echo()
+    click.echo(_h("  Per day"))
+    click.echo(f"    expected blocks   {_num(d['blocks_per_day'])}  (hashrate x 86400 / (difficulty x 2^32))")
+    click.echo(f"    expected BTC      {_num(d['btc_per_day'])}")
+    click.echo(f"    revenue           {_money(d['revenue_per_day'])}")
+    click.echo(f"    electricity       {_money(d['cost_per_day'])}  ({d['kwh_per_day']:g} kWh at "
+               f"{d['price_per_kwh']:g} per kWh)")  # fmt: skip
+    profit = d["profit_per_day"]
+    click.echo(f"    profit            {_verdict(profit >= 0, _money(profit), _money(profit))}")
+    click.echo(f"  break-even power price: {_hex(_money(d['break_even_price_per_kwh']))} per kWh "
+               "(run only where and when power is cheaper)")  # fmt: skip
+    click.echo()
+    click.echo(_h("  If difficulty rises (the same machine earns less)"))
+    click.echo(f"    {'rise':>6}  {'difficulty':>12}  {'revenue/day':>14}  {'profit/day':>14}  {'break-even/kWh':>14}")
+    for row in d["difficulty_rises"]:
+        profit_text = f"{_money(row['profit_per_day']):>14}"
+        click.echo(f"    {100 * row['rise']:>5.0f}%  {row['difficulty']:>12.4g}  {_money(row['revenue_per_day']):>14}  "
+                   f"{_verdict(row['profit_per_day'] >= 0, profit_text, profit_text)}  "
+                   f"{_money(row['break_even_price_per_kwh']):>14}")  # fmt: skip
+    click.echo("  Expected values: a small miner finds a block rarely, so pools share rewards to smooth the luck.")
+
+
+@explain.command("economics")
+@hashrate_option
+@threads_option
+@click.option("--power", required=True, type=click.FloatRange(min=0), metavar="WATTS", help="power draw in watts")
+@click.option("--price", required=True, type=click.FloatRange(min=0), metavar="PER_KWH", help="electricity price")
+@click.option("--difficulty", "-d", default=f"{ex.DEFAULT_DIFFICULTY:g}", show_default=True, metavar="D",
+              help="network difficulty")  # fmt: skip
+@click.option("--reward", type=click.FloatRange(min=0), default=ex.DEFAULT_REWARD_BTC, show_default=True,
+              metavar="BTC", help="block subsidy + typical fees")  # fmt: skip
+@click.option("--btc-price", type=click.FloatRange(min=0), default=ex.DEFAULT_BTC_PRICE, show_default=True,
+              metavar="USD", help="price of one BTC, in the currency of --price")  # fmt: skip
+@json_option
+def economics_cmd(hashrate: str, threads: int | None, power: float, price: float, difficulty: str, reward: float,
+                  btc_price: float, as_json: bool) -> None:  # fmt: skip
+    """Expected revenue against electricity cost per day, break-even power price, difficulty rises.
+
+    The defaults for difficulty, reward and price are round illustrative numbers: pass today's.
+    """
+    rate = _hashrate(hashrate, threads)
+    diff = _parse(ex.parse_amount, difficulty, "--difficulty")
+    data = ex.explain_economics(rate, power, price, diff, reward, btc_price)
+    _emit(data, as_json, _render_economics)
+
+
+commands = [explain]
