@@ -11,6 +11,9 @@ driver around it records nonces, so threads scan in parallel.
 
 from __future__ import annotations
 
+import hashlib
+from pathlib import Path
+
 import numpy as np
 from llvmlite import ir
 from numba import literally, njit, types
@@ -18,7 +21,7 @@ from numba.core import cgutils
 from numba.extending import intrinsic
 
 from kernels.base import Backend, BackendUnavailable, Prepared, check_range
-from kernels.sha256d_dag import CONST, UNIFORM, Sha256dKernel
+from kernels.sha256d_dag import CONST, UNIFORM, Node, Sha256dKernel
 
 KERNEL = Sha256dKernel()
 _FRONTIER_SLOT = {node.index: slot for slot, node in enumerate(KERNEL.frontier)}
@@ -130,24 +133,44 @@ def _emit_scan_loop(builder: ir.IRBuilder, lanes: int, params_ptr, start, nbatch
     return result
 
 
-SHA_NI_BASE = 100  # variant codes above this run SHA-NI on (variant - 100) nonces at once
+SHA_NI_BASE = 100  # variant codes above this run SHA-NI on (code - 100) nonces at once
 
 
-def variant_lanes(variant: int) -> int:
-    """Nonces per batch of a kernel variant."""
-    return variant - SHA_NI_BASE if variant > SHA_NI_BASE else variant
+def kernel_fingerprint() -> int:
+    """A 24-bit digest of the code the intrinsics emit.
+
+    numba's cache is keyed on this file's timestamp only; the emitted IR also
+    depends on the traced graph and on kernels/cpu_sha.py. Folding this digest
+    into the variant literal (part of the cached signature) makes any change
+    to them a cache miss, never a stale kernel reading misordered parameters.
+    """
+    digest = hashlib.sha256()
+    for node in KERNEL.live:
+        args = [a.index if isinstance(a, Node) else a for a in node.args]
+        digest.update(repr((node.index, node.op, args, node.kind, node.value)).encode())
+    digest.update(repr([node.index for node in KERNEL.frontier]).encode())
+    digest.update(Path(__file__).with_name("cpu_sha.py").read_bytes())
+    return int.from_bytes(digest.digest()[:3], "big")
+
+
+KERNEL_ID = kernel_fingerprint()
+
+
+def make_variant(code: int) -> int:
+    """The literal passed to scan_range: kernel fingerprint, then the variant code."""
+    return (KERNEL_ID << 8) | code
 
 
 @intrinsic
 def scan_batches(typingctx, params, start, nbatches, target_top, variant):
     """(params uint32[:], start u32, nbatches i64 >= 1, target_top u32, variant literal) -> i64
 
-    ``variant`` is a compile-time constant: 4/8/16 vector lanes, or 100+n for
-    SHA-NI on n interleaved nonces.
+    ``variant`` is a compile-time constant (see make_variant); its low byte
+    is 4/8/16 vector lanes, or 100+n for SHA-NI on n interleaved nonces.
     """
     if not isinstance(variant, types.IntegerLiteral):
         return None
-    code = variant.literal_value
+    code = variant.literal_value & 0xFF
     sig = types.int64(params, types.uint32, types.int64, types.uint32, variant)
 
     def codegen(context, builder, signature, args):
@@ -169,10 +192,11 @@ def scan_range(params, start, count, target_top, out, variant):
     Stops early only when ``out`` is full; the caller resumes from
     start + scanned. One compiled (and cached) specialisation per variant.
     """
-    if variant > SHA_NI_BASE:
-        lanes = variant - SHA_NI_BASE
+    code = variant & 0xFF
+    if code > SHA_NI_BASE:
+        lanes = code - SHA_NI_BASE
     else:
-        lanes = variant
+        lanes = code
     n = 0
     batches = (count + lanes - 1) // lanes
     b = 0
@@ -237,14 +261,14 @@ class CpuBackend(Backend):
             if "sha" not in host_cpu_features():
                 raise BackendUnavailable("this CPU has no SHA extensions (SHA-NI)")
             self.lanes = SHA_STREAMS
-            self.variant = SHA_NI_BASE + SHA_STREAMS
+            self.variant = make_variant(SHA_NI_BASE + SHA_STREAMS)
         else:
             self.lanes = int(lanes)
-            self.variant = self.lanes
+            self.variant = make_variant(self.lanes)
 
     @property
     def uses_sha_ni(self) -> bool:
-        return self.variant > SHA_NI_BASE
+        return self.variant & 0xFF > SHA_NI_BASE
 
     def prepare(self, header: bytes, target: int) -> Prepared:
         prepared = super().prepare(header, target)

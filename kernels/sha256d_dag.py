@@ -133,10 +133,10 @@ class Graph:
 
     def compress(self, state: list[Node], block: list[Node]) -> list[Node]:
         w = list(block)
-        for t in range(16, 64):
-            w.append(self.add(self.small_sigma1(w[t - 2]), w[t - 7], self.small_sigma0(w[t - 15]), w[t - 16]))
         a, b, c, d, e, f, g, h = state
         for t in range(64):
+            if t >= 16:  # schedule words made just in time: emitted code keeps few alive
+                w.append(self.add(self.small_sigma1(w[t - 2]), w[t - 7], self.small_sigma0(w[t - 15]), w[t - 16]))
             t1 = self.add(self.const(K[t]), w[t], h, self.big_sigma1(e), self.ch(e, f, g))
             t2 = self.add(self.big_sigma0(a), self.maj(a, b, c))
             h, g, f = g, f, e
