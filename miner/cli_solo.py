@@ -1,0 +1,96 @@
+"""`miner solo`: mine blocks straight to a node over getblocktemplate."""
+
+from __future__ import annotations
+
+import json
+import sys
+
+import click
+
+from miner.cli_common import CliError, backend_options, make_engine
+
+#: getblockchaininfo's chain name -> the network names an address may carry
+CHAIN_NETWORKS = {"main": "mainnet", "test": "testnet", "testnet4": "testnet", "signet": "signet", "regtest": "regtest"}
+
+
+def _address_script(address: str, chain: str | None) -> bytes:
+    from miner.address import decode_address
+
+    try:
+        decoded = decode_address(address)
+    except ValueError as exc:
+        raise CliError(str(exc), 2) from None
+    network = CHAIN_NETWORKS.get(chain or "")
+    if network is not None and network not in decoded.network.split("/"):
+        raise CliError(f"address {address} is a {decoded.network} address but the node is on {chain}", 2)
+    return decoded.script
+
+
+@click.command()
+@click.option("--rpc-url", required=True, metavar="URL", help="node RPC, e.g. http://USER:PASS@127.0.0.1:18443")
+@click.option("--rpc-cookie", default=None, metavar="FILE", help="node's .cookie file instead of USER:PASS")
+@click.option("--address", "-a", required=True, metavar="ADDR", help="payout address for the coinbase")
+@backend_options
+@click.option("--blocks", type=click.IntRange(min=1), default=None, help="stop after N accepted blocks")
+@click.option(
+    "--duration", type=click.FloatRange(min=0, min_open=True), default=None, metavar="S", help="stop after S seconds"
+)
+@click.option("--json", "as_json", is_flag=True, help="print a JSON summary line at the end")
+@click.option("--no-longpoll", is_flag=True, help="poll for new templates instead of long polling")
+def solo(rpc_url, rpc_cookie, address, backend, threads, device, lanes, blocks, duration, as_json, no_longpoll):
+    """Solo-mine on a node: getblocktemplate, mine, submitblock, print the node's verdict."""
+    from miner.gbt import GbtJobSource, TemplateError
+    from miner.rpc import RpcClient, RpcError, RpcFailure
+    from miner.solo import EXTRANONCE_SIZE, SoloMiner
+    from miner.stats import Stats
+
+    try:
+        rpc = RpcClient(rpc_url, cookie_file=rpc_cookie)
+    except ValueError as exc:
+        raise CliError(str(exc), 2) from None
+    try:
+        chain = (rpc.call("getblockchaininfo") or {}).get("chain")
+    except RpcError:
+        chain = None  # an old or unusual node: skip the network check
+    except RpcFailure as exc:
+        raise CliError(str(exc)) from None
+    script = _address_script(address, chain)
+
+    def note(text: str) -> None:
+        click.echo(f"miner: {text}", err=True)
+
+    source = GbtJobSource(
+        rpc_url, script, rpc_cookie, extranonce_size=EXTRANONCE_SIZE, longpoll=not no_longpoll, on_event=note, rpc=rpc
+    )
+    try:
+        source.current()
+    except RpcError as exc:
+        raise CliError(f"node refused getblocktemplate: {exc.message} (code {exc.code})") from None
+    except (RpcFailure, TemplateError) as exc:
+        raise CliError(str(exc)) from None
+
+    stats = Stats()
+    engine = make_engine(backend, threads, device, lanes, stats=stats)
+    verdict_out = sys.stderr if as_json else sys.stdout
+    miner = SoloMiner(source, engine, blocks_wanted=blocks, echo=lambda line: click.echo(line, file=verdict_out))
+    job = source.current()
+    note(f"solo mining at height {job.height} on {chain or 'the node'} with {backend}, paying {address}")
+    try:
+        miner.run(duration)
+    except KeyboardInterrupt:
+        miner.stop()
+    except RpcFailure as exc:
+        miner.stop()
+        raise CliError(str(exc)) from None
+    summary = miner.summary()
+    if as_json:
+        click.echo(json.dumps(summary))
+    else:
+        click.echo(
+            f"{summary['accepted']} block(s) accepted, {summary['rejected']} rejected in {summary['seconds']:.1f} s"
+        )
+    if blocks is not None and summary["accepted"] < blocks:
+        raise CliError(f"only {summary['accepted']} of {blocks} block(s) accepted before stopping")
+
+
+commands = [solo]

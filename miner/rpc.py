@@ -1,0 +1,137 @@
+"""A small JSON-RPC client for bitcoind, with errors a user can act on.
+
+Credentials come from the URL (``http://user:pass@host:port``) or from the
+node's cookie file (``__cookie__:secret``). Every failure is an
+:class:`RpcFailure` whose message is one line: the node is down, the
+credentials are wrong, or the node answered with an RPC error.
+"""
+
+from __future__ import annotations
+
+import itertools
+import threading
+from pathlib import Path
+from typing import Any
+from urllib.parse import unquote, urlsplit, urlunsplit
+
+import requests
+
+DEFAULT_TIMEOUT = 30.0
+
+
+class RpcFailure(Exception):
+    """Any failed call; ``str()`` is one line for the user."""
+
+
+class RpcConnectionError(RpcFailure):
+    """The node could not be reached (down, refused, timed out)."""
+
+
+class RpcAuthError(RpcFailure):
+    """HTTP 401/403: wrong credentials or not allowed from here."""
+
+
+class RpcError(RpcFailure):
+    """The node answered the call with a JSON-RPC error object."""
+
+    def __init__(self, method: str, code: int, message: str) -> None:
+        super().__init__(f"{method}: {message} (code {code})")
+        self.method = method
+        self.code = code
+        self.message = message
+
+
+def read_cookie(path: str | Path) -> tuple[str, str]:
+    """(user, password) from a bitcoind ``.cookie`` file."""
+    try:
+        text = Path(path).read_text().strip()
+    except OSError as exc:
+        raise RpcAuthError(f"cannot read RPC cookie file {path}: {exc.strerror or exc}") from None
+    user, sep, password = text.partition(":")
+    if not sep:
+        raise RpcAuthError(f"RPC cookie file {path} is not in user:password form")
+    return user, password
+
+
+def parse_rpc_url(url: str) -> tuple[str, tuple[str, str] | None]:
+    """(URL without credentials, (user, password) or None); ValueError if unusable."""
+    parts = urlsplit(url if "://" in url else f"http://{url}")
+    if parts.scheme not in ("http", "https"):
+        raise ValueError(f"RPC URL must start with http:// or https://, got {url!r}")
+    if not parts.hostname:
+        raise ValueError(f"RPC URL has no host: {url!r}")
+    try:
+        port = parts.port
+    except ValueError:
+        raise ValueError(f"RPC URL has a bad port: {url!r}") from None
+    host = parts.hostname if ":" not in parts.hostname else f"[{parts.hostname}]"
+    netloc = host if port is None else f"{host}:{port}"
+    clean = urlunsplit((parts.scheme, netloc, parts.path or "/", parts.query, ""))
+    auth = None
+    if parts.username is not None:
+        auth = (unquote(parts.username), unquote(parts.password or ""))
+    return clean, auth
+
+
+class RpcClient:
+    """Thread-safe: each thread gets its own HTTP session (long polls block theirs)."""
+
+    def __init__(self, url: str, cookie_file: str | None = None, timeout: float = DEFAULT_TIMEOUT) -> None:
+        self.url, auth = parse_rpc_url(url)
+        self.cookie_file = cookie_file
+        self._url_auth = auth
+        self.timeout = timeout
+        self._ids = itertools.count(1)
+        self._local = threading.local()
+
+    def _auth(self) -> tuple[str, str] | None:
+        # Re-read the cookie every call: the node writes a new one when it restarts.
+        if self.cookie_file:
+            return read_cookie(self.cookie_file)
+        return self._url_auth
+
+    def _session(self) -> requests.Session:
+        session = getattr(self._local, "session", None)
+        if session is None:
+            session = self._local.session = requests.Session()
+        return session
+
+    def call(self, method: str, *params: Any, timeout: float | None = None) -> Any:
+        """Call ``method``; the result, or an RpcFailure subclass."""
+        body = {"jsonrpc": "1.0", "id": next(self._ids), "method": method, "params": list(params)}
+        try:
+            response = self._session().post(
+                self.url, json=body, auth=self._auth(), timeout=self.timeout if timeout is None else timeout
+            )
+        except requests.Timeout:
+            raise RpcConnectionError(f"node at {self.url} did not answer {method} in time") from None
+        except requests.ConnectionError:
+            self._local.session = None
+            raise RpcConnectionError(f"cannot connect to node at {self.url} (is bitcoind running?)") from None
+        except requests.RequestException as exc:
+            raise RpcConnectionError(f"request to node at {self.url} failed: {type(exc).__name__}") from None
+        if response.status_code == 401:
+            raise RpcAuthError(f"node at {self.url} rejected the RPC credentials (HTTP 401)")
+        if response.status_code == 403:
+            raise RpcAuthError(f"node at {self.url} refused RPC from this address (HTTP 403)")
+        try:
+            reply = response.json()
+        except ValueError:
+            raise RpcFailure(
+                f"node at {self.url} answered {method} with HTTP {response.status_code} and no JSON"
+            ) from None
+        if not isinstance(reply, dict):
+            raise RpcFailure(f"node at {self.url} answered {method} with malformed JSON-RPC")
+        error = reply.get("error")
+        if error:
+            if isinstance(error, dict):
+                raise RpcError(method, int(error.get("code", 0) or 0), str(error.get("message", "")).strip())
+            raise RpcError(method, 0, str(error))
+        if response.status_code != 200:
+            raise RpcFailure(f"node at {self.url} answered {method} with HTTP {response.status_code}")
+        return reply.get("result")
+
+    def __getattr__(self, name: str):
+        if name.startswith("_"):
+            raise AttributeError(name)
+        return lambda *params, **kw: self.call(name, *params, **kw)
