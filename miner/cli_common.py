@@ -20,6 +20,14 @@ class CliError(click.ClickException):
         click.echo(f"miner: error: {self.format_message()}", err=True)
 
 
+def _backend_list(ctx, param, value: str) -> str:
+    """'cpu', 'opencl', or several at once, comma-separated: 'cpu,opencl'."""
+    names = [name.strip() for name in value.split(",") if name.strip()]
+    if not names or len(set(names)) != len(names) or any(name not in BACKENDS for name in names):
+        raise click.BadParameter(f"{value!r}: name one or more of {', '.join(sorted(BACKENDS))}, comma-separated")
+    return ",".join(names)
+
+
 def backend_options(func):
     """--backend, --threads, --device, --lanes: how and where to scan."""
 
@@ -28,14 +36,19 @@ def backend_options(func):
         "-b",
         default="cpu",
         show_default=True,
-        type=click.Choice(sorted(BACKENDS)),
-        help="scanning backend",
+        callback=_backend_list,
+        metavar="NAME[,NAME]",
+        help="scanning backend(s): cpu, opencl, reference; cpu,opencl runs both at once",
     )
     @click.option(
         "--threads", "-t", type=click.IntRange(min=1), default=None, help="CPU worker threads (default: one per core)"
     )
     @click.option(
-        "--device", "device", default=None, metavar="PLATFORM:DEVICE", help="OpenCL device (see `miner devices`)"
+        "--device",
+        "device",
+        default=None,
+        metavar="P:D[,P:D]",
+        help="OpenCL device(s) (see `miner devices`); default: the first GPU, else the first device",
     )
     @click.option(
         "--lanes",
@@ -64,8 +77,11 @@ def backend_kwargs(backend: str, device: str | None, lanes: str | None) -> dict:
 
 
 def make_backend(backend: str, device: str | None = None, lanes: str | None = None):
+    """One backend by name; a one-line error if it cannot run here."""
     from kernels import get_backend
 
+    if "," in backend:
+        raise CliError("this command scans with one backend at a time", 2)
     try:
         return get_backend(backend, **backend_kwargs(backend, device, lanes))
     except (BackendUnavailable, ValueError) as exc:
@@ -75,8 +91,25 @@ def make_backend(backend: str, device: str | None = None, lanes: str | None = No
 def make_engine(
     backend: str, threads: int | None, device: str | None = None, lanes: str | None = None, **engine_kwargs
 ):
-    """An Engine over the chosen backend; a one-line error if it cannot run."""
-    from miner.engine import Engine
+    """An Engine over one or more backends: a worker per CPU thread, one per OpenCL device."""
+    from miner.engine import Device, Engine, cpu_devices, default_threads
 
-    be = make_backend(backend, device, lanes)
-    return Engine.for_backend(be, threads=threads, **engine_kwargs)
+    names = backend.split(",")
+    if len(names) == 1 and (device is None or "," not in device):
+        return Engine.for_backend(make_backend(backend, device, lanes), threads=threads, **engine_kwargs)
+    if device is not None and "opencl" not in names:
+        raise CliError("--device applies to --backend opencl", 2)
+    if lanes is not None and "cpu" not in names:
+        raise CliError("--lanes applies to --backend cpu", 2)
+    devices: list[Device] = []
+    if "opencl" in names:
+        for spec in device.split(",") if device else [None]:
+            be = make_backend("opencl", spec)
+            devices.append(Device(f"OPENCL {be.spec}", be, be.kind))
+    # A GPU's feeding thread waits in the driver (some drivers spin): leave it a core.
+    gpus = sum(1 for dev in devices if dev.kind == "GPU")
+    for name in names:
+        if name != "opencl":
+            be = make_backend(name, None, lanes if name == "cpu" else None)
+            devices += cpu_devices(be, threads or max(1, default_threads() - gpus))
+    return Engine(devices, **engine_kwargs)

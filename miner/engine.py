@@ -120,10 +120,11 @@ class Engine:
         **backend_options,
     ) -> Engine:
         be = get_backend(backend, **backend_options) if isinstance(backend, str) else backend
-        if be.name == "cpu" or be.name == "reference":
+        if be.name in ("cpu", "reference"):
             devices = cpu_devices(be, threads)
         else:
-            devices = [Device(f"{be.name.upper()} 0", be, be.name.upper())]
+            label = getattr(be, "spec", 0)
+            devices = [Device(f"{be.name.upper()} {label}", be, getattr(be, "kind", be.name.upper()))]
         return cls(devices, stats, on_share, chunk)
 
     # --- control ----------------------------------------------------------------

@@ -133,3 +133,23 @@ def test_reference_backend_runs_in_the_engine():
     engine.stop()
     assert all(s.hash_int <= work.target for s in shares)
     assert len(shares) == sum(hash_to_int(sha256d(work.header_with_nonce(n))) <= work.target for n in range(2000))
+
+
+def test_several_backends_run_side_by_side():
+    from miner.cli_common import CliError, make_engine
+
+    engine = make_engine("cpu,reference", threads=1)
+    assert sorted(d.backend.name for d in engine.devices) == ["cpu", "reference"]
+    work = Work(header=os.urandom(80), target=0, nonce_start=0, nonce_end=3_000_000)
+    engine.set_source(iter([work, None]).__next__)
+    engine.start()
+    assert engine.wait_exhausted(60)
+    engine.stop()
+    assert engine.stats.total_hashes == 3_000_000
+    assert all(dev.meter.total > 0 for dev in engine.stats.devices.values())
+    try:
+        make_engine("cpu,reference", threads=1, device="0:0")
+    except CliError as exc:
+        assert "--device" in str(exc)
+    else:
+        raise AssertionError("--device without opencl must be refused")
