@@ -1,0 +1,559 @@
+"""Pool mining: Stratum clients -> work for the engine -> shares back to the pool.
+
+Every enabled pool keeps its own connection (:class:`stratum.client.StratumClient`);
+the engine mines for the first pool in priority order that is authorized and
+has a job, so failover and the return to a recovered first pool are the same
+rule. While no pool is reachable the engine keeps scanning the last job:
+shares found meanwhile wait for the reconnect and go out if their job can
+still be valid (same session, job not cleaned).
+
+Job handling follows the protocol: ``mining.set_difficulty`` applies from the
+next ``mining.notify``; every notify becomes the engine's work at once (a
+notify with ``clean_jobs`` also invalidates older jobs, and shares for them
+are counted stale here instead of being sent). Each work unit takes a fresh
+extranonce2 and, with version rolling, fresh version bits within the pool's
+mask. A share is sent at most once, whatever happens to the connection.
+
+:class:`Miner` also implements the control interface the cgminer-compatible
+API drives (``switch_pool``, ``add_pool``, ``quit``, ...). Pool indexes are
+stable positions in ``stats.pools`` (cgminer's ``POOL``); the order in which
+pools are tried is their ``priority`` field.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+from miner.block import nbits_to_target
+from miner.stats import PoolStats, Stats
+from miner.work import Share, StratumJob, Work, work_from_job
+from stratum.client import (
+    AuthFailed,
+    ConnectFailed,
+    Disconnected,
+    Ready,
+    StratumClient,
+    SubmitLost,
+    parse_pool_url,
+)
+from stratum.protocol import (
+    ConfigureResult,
+    Event,
+    Notify,
+    ProtocolViolation,
+    Reconnect,
+    SetDifficulty,
+    SetExtranonce,
+    SetVersionMask,
+    ShowMessage,
+    SubmitResult,
+    SubscribeResult,
+)
+
+DEFAULT_DIFFICULTY = 1.0
+
+
+@dataclass(frozen=True)
+class PoolConfig:
+    url: str
+    user: str
+    password: str = "x"
+
+
+def deposit_bits(value: int, mask: int) -> int:
+    """Spread the low bits of ``value`` over the set bits of ``mask`` (PDEP)."""
+    out, bit = 0, 0
+    for i in range(32):
+        if mask >> i & 1:
+            if value >> bit & 1:
+                out |= 1 << i
+            bit += 1
+    return out
+
+
+def _same_job(a: StratumJob | None, b: StratumJob | None) -> bool:
+    """The same work, whether or not it was re-sent with clean_jobs (a pool re-sends its job on reconnect)."""
+    return a is not None and b is not None and a.to_params()[:8] == b.to_params()[:8]
+
+
+@dataclass
+class _Pool:
+    """One configured pool and what its connection has told us."""
+
+    config: PoolConfig
+    stats: PoolStats
+    client: StratumClient | None = None
+    enabled: bool = True
+    session: int = 0  # bumped whenever extranonce1 changes: older work can no longer be valid
+    extranonce1: bytes = b""
+    extranonce2_size: int = 4
+    session_id: str | None = None
+    version_mask: int = 0
+    difficulty: float = DEFAULT_DIFFICULTY  # the latest set_difficulty, for the next job
+    jobs: dict[str, tuple[StratumJob, float]] = field(default_factory=dict)  # job_id -> (job, its difficulty)
+    job: StratumJob | None = None  # the newest job
+    counter: int = 0  # work units handed out (extranonce2 and version bits derive from it)
+    queued: list[Share] = field(default_factory=list)  # found while not connected
+    seen: set = field(default_factory=set)  # shares already handled: never send one twice
+    in_flight: int = 0
+    auth_failed: str = ""
+    first_failure: str = ""
+
+
+@dataclass(frozen=True)
+class _Origin:
+    """What a Work must carry back so its share reaches the right pool and job."""
+
+    pool: _Pool
+    session: int
+    job: StratumJob
+
+
+class Miner:
+    """Runs Stratum clients and an engine together; the control object for the cgminer API."""
+
+    def __init__(
+        self,
+        pools: list[PoolConfig],
+        engine,
+        stats: Stats | None = None,
+        *,
+        version_rolling: bool = False,
+        verify_tls: bool = True,
+        ca_file: str | None = None,
+        silence_timeout: float = 90.0,
+        backoff_initial: float = 1.0,
+        backoff_max: float = 60.0,
+        user_agent: str = "sha256d-miner",
+        suggest_difficulty: float | None = None,
+        log: Callable[[str], None] | None = None,
+    ) -> None:
+        if not pools:
+            raise ValueError("at least one pool is needed")
+        for p in pools:
+            parse_pool_url(p.url)  # ValueError with one line
+        self.engine = engine
+        self.stats = stats or engine.stats
+        self.started_wall = self.stats.started_wall
+        self.backend_name = engine.devices[0].backend.name if engine.devices else "?"
+        self.version_rolling = version_rolling
+        self.client_options = {
+            "verify_tls": verify_tls,
+            "ca_file": ca_file,
+            "silence_timeout": silence_timeout,
+            "backoff_initial": backoff_initial,
+            "backoff_max": backoff_max,
+            "user_agent": user_agent,
+            "version_rolling": version_rolling,
+            "suggest_difficulty": suggest_difficulty,
+        }
+        self.log = log or (lambda line: None)
+        self._lock = threading.RLock()
+        self._switch_lock = threading.Lock()  # taken before _lock; never held inside the engine's lock
+        self._pools: list[_Pool] = []  # index order == stats.pools order
+        self._current: _Pool | None = None
+        self._running = False
+        self._quit = threading.Event()
+        self.fatal: str | None = None
+        engine.on_share = self._on_share
+        for p in pools:
+            self._pools.append(_Pool(p, self.stats.add_pool(p.url, p.user)))
+
+    # --- life cycle -------------------------------------------------------------------------------------------------
+
+    def start(self) -> None:
+        self._running = True
+        for pool in list(self._pools):
+            if pool.enabled:
+                self._start_client(pool)
+        self.engine.start()
+
+    def wait(self, timeout: float | None = None) -> bool:
+        """Block until quit() or a fatal error; True if that happened within ``timeout``."""
+        return self._quit.wait(timeout)
+
+    def stop(self, reply_wait: float = 2.0) -> None:
+        """Stop scanning, give in-flight shares up to ``reply_wait`` s for their verdicts, then disconnect."""
+        self.engine.stop()
+        deadline = time.monotonic() + reply_wait
+        while time.monotonic() < deadline:
+            with self._lock:
+                if not any(p.in_flight for p in self._pools):
+                    break
+            time.sleep(0.02)
+        with self._lock:
+            self._running = False
+            clients = [p.client for p in self._pools if p.client is not None]
+        for client in clients:
+            client.stop(1.0)
+
+    def _start_client(self, pool: _Pool) -> None:
+        client = StratumClient(
+            pool.config.url, pool.config.user, pool.config.password, self._on_event, **self.client_options
+        )
+        pool.client = client
+        pool.stats.status = "Dead"
+        client.start()
+
+    # --- events from the pool connections (each client's own thread) ------------------------------------------------
+
+    def _pool_of(self, client: StratumClient) -> _Pool | None:
+        for pool in self._pools:
+            if pool.client is client:
+                return pool
+        return None
+
+    def _on_event(self, client: StratumClient, event: Event) -> None:
+        with self._switch_lock:
+            with self._lock:
+                pool = self._pool_of(client)
+                if pool is None or not self._running:
+                    return
+                to_submit = self._handle(pool, event)
+                source = self._reselect(force=isinstance(event, (Notify, SetExtranonce)) and pool is self._current)
+            if source is not None:
+                self.engine.set_source(source, clean=True)
+        for share in to_submit:
+            self._submit(share)
+
+    def _handle(self, pool: _Pool, event: Event) -> list[Share]:
+        """Update the pool's state; returns shares that may now be sent."""
+        url = pool.config.url
+        st = pool.stats
+        if isinstance(event, SubscribeResult):
+            resumed = (
+                event.session_id is not None
+                and event.session_id == pool.session_id
+                and event.extranonce1 == pool.extranonce1
+            )
+            if not resumed:
+                self._new_session(pool, event.extranonce1, event.extranonce2_size)
+            pool.session_id = event.session_id
+        elif isinstance(event, Ready):
+            pool.auth_failed = ""
+            st.status, st.stratum_active = "Alive", True
+            st.has_version_rolling = bool(event.version_mask)
+            pool.version_mask = event.version_mask if self.version_rolling else 0
+            rolling = f", version rolling mask {event.version_mask:08x}" if event.version_mask else ""
+            self.log(f"pool {url}: authorized as {pool.config.user}{rolling}")
+            queued, pool.queued = pool.queued, []
+            return [s for s in queued if self._still_valid(s, count=True)]
+        elif isinstance(event, Notify):
+            try:
+                job = StratumJob.from_params(event.params)
+                nbits_to_target(job.nbits_int)
+            except ValueError as exc:
+                self.log(f"pool {url}: ignored a malformed job: {exc}")
+                return []
+            if job.clean_jobs:
+                pool.jobs.clear()
+                pool.seen.clear()  # older shares now fail the job check, so duplicates cannot slip through
+                st.discarded += 1
+            pool.jobs[job.job_id] = (job, pool.difficulty)
+            pool.job = job
+            st.difficulty = pool.difficulty
+            if job.clean_jobs:
+                self.log(f"pool {url}: new block, job {job.job_id} (difficulty {pool.difficulty:g})")
+        elif isinstance(event, SetDifficulty):
+            pool.difficulty = event.difficulty
+        elif isinstance(event, (ConfigureResult, SetVersionMask)):
+            mask = event.version_mask if isinstance(event, ConfigureResult) else event.mask
+            pool.version_mask = mask if self.version_rolling else 0
+            st.has_version_rolling = bool(mask)
+        elif isinstance(event, SetExtranonce):
+            job = pool.job
+            self._new_session(pool, event.extranonce1, event.extranonce2_size)
+            if job is not None:  # the newest job stays valid with the new extranonce1
+                pool.jobs[job.job_id] = (job, pool.difficulty)
+                pool.job = job
+        elif isinstance(event, SubmitResult):
+            self._verdict(pool, event)
+        elif isinstance(event, SubmitLost):
+            share = event.context
+            pool.in_flight -= 1
+            if event.sent:  # the pool may have it: sending it again could be a duplicate
+                self.stats.share_result(
+                    "stale", share.work.share_difficulty, st, share.device, "connection lost before the pool replied"
+                )
+            elif self._still_valid(share, count=True):
+                pool.queued.append(share)
+        elif isinstance(event, ConnectFailed):
+            st.status, st.stratum_active = "Dead", False
+            st.get_failures += 1
+            if pool.client is not None and not pool.client.ever_ready and not pool.first_failure:
+                pool.first_failure = event.reason
+            self.log(f"pool {url}: {event.reason}; retrying in {event.retry_in:.1f} s")
+            self._check_fatal()
+        elif isinstance(event, AuthFailed):
+            pool.auth_failed = event.reason
+            st.status = "Rejecting"
+            self.log(f"pool {url}: authorization failed for {pool.config.user!r}: {event.reason}")
+            self._check_fatal()
+        elif isinstance(event, Disconnected):
+            st.status, st.stratum_active = "Dead", False
+            if event.reason != "stopped":
+                self.log(f"pool {url}: disconnected ({event.reason}); reconnecting in {event.retry_in:.1f} s")
+        elif isinstance(event, ShowMessage):
+            self.log(f"pool {url} says: {event.message}")
+        elif isinstance(event, Reconnect):
+            self.log(f"pool {url}: asked to reconnect")
+        elif isinstance(event, ProtocolViolation):
+            self.log(f"pool {url}: ignored a bad message: {event.reason}")
+        return []
+
+    def _new_session(self, pool: _Pool, extranonce1: bytes, extranonce2_size: int) -> None:
+        pool.session += 1
+        pool.extranonce1 = extranonce1
+        pool.extranonce2_size = extranonce2_size
+        pool.jobs.clear()
+        pool.job = None
+
+    def _check_fatal(self) -> None:
+        """Give up only if no pool ever worked and every enabled pool failed at once."""
+        enabled = [p for p in self._pools if p.enabled]
+        if any(p.client is not None and p.client.ever_ready for p in self._pools):
+            return
+        if enabled and all(p.first_failure or p.auth_failed for p in enabled):
+            reasons = "; ".join(
+                f"{p.config.url}: {p.auth_failed and 'authorization failed: ' + p.auth_failed or p.first_failure}"
+                for p in enabled
+            )
+            self.fatal = f"no pool could be used ({reasons})"
+            self._quit.set()
+
+    def _verdict(self, pool: _Pool, event: SubmitResult) -> None:
+        share: Share = event.context
+        pool.in_flight -= 1
+        diff = share.work.share_difficulty
+        if event.accepted:
+            self.stats.share_result("accepted", diff, pool.stats, share.device)
+            if share.is_block:
+                self.stats.block_found(share.hash_display)
+                self.log(f"pool {pool.config.url}: BLOCK {share.hash_display} accepted")
+            else:
+                self.log(f"pool {pool.config.url}: share accepted (difficulty {share.difficulty:.4g})")
+        else:
+            outcome = "stale" if event.stale else "rejected"
+            reason = event.reason or outcome
+            self.stats.share_result(outcome, diff, pool.stats, share.device, reason)
+            self.log(f"pool {pool.config.url}: share {outcome}: {reason}")
+
+    # --- choosing what the engine mines ---------------------------------------------------------------------------
+
+    def _ordered(self) -> list[_Pool]:
+        return sorted(self._pools, key=lambda p: p.stats.priority)
+
+    def _reselect(self, force: bool = False) -> Callable[[], Work | None] | None:
+        """The new work source if the engine should change what it mines, else None (call with _lock held)."""
+        best = None
+        for pool in self._ordered():
+            if pool.enabled and pool.client is not None and pool.client.ready and pool.job is not None:
+                best = pool
+                break
+        if best is None:
+            current = self._current
+            if current is not None and current.enabled and current in self._pools and current.job is not None:
+                return self._source(current) if force else None  # keep scanning until some pool is back
+            if current is not None:
+                self._current = None
+                return lambda: None
+            return None
+        if best is not self._current:
+            if self._current is not None:
+                self.log(f"switching to pool {best.config.url}")
+            self._current = best
+            return self._source(best)
+        return self._source(best) if force else None
+
+    def _source(self, pool: _Pool) -> Callable[[], Work | None]:
+        job = pool.job
+        session = pool.session
+
+        def next_work() -> Work | None:
+            with self._lock:
+                if pool.session != session or job is None or not _same_job(pool.jobs.get(job.job_id, (None,))[0], job):
+                    return None
+                difficulty = pool.jobs[job.job_id][1]
+                pool.counter += 1
+                size = pool.extranonce2_size
+                extranonce2 = (pool.counter % (1 << (8 * size))).to_bytes(size, "little") if size else b""
+                mask = pool.version_mask
+                bits = deposit_bits(pool.counter, mask) if mask else None
+                pool.stats.works += 1
+                return work_from_job(
+                    job,
+                    pool.extranonce1,
+                    extranonce2,
+                    difficulty,
+                    version_mask=mask,
+                    version_bits=bits,
+                    source=_Origin(pool, session, job),
+                )
+
+        return next_work
+
+    # --- shares from the engine (worker threads) ------------------------------------------------------------------
+
+    def _still_valid(self, share: Share, count: bool = False) -> bool:
+        origin: _Origin = share.work.source
+        pool = origin.pool
+        valid = origin.session == pool.session and _same_job(pool.jobs.get(share.work.job_id, (None,))[0], origin.job)
+        if not valid and count:
+            self.stats.share_result(
+                "stale", share.work.share_difficulty, pool.stats, share.device, "job no longer valid"
+            )
+        return valid
+
+    def _on_share(self, share: Share) -> None:
+        origin = share.work.source
+        if not isinstance(origin, _Origin):
+            return
+        work = share.work
+        key = (work.job_id, work.extranonce2, work.ntime, share.nonce, work.version_bits, origin.session)
+        with self._lock:
+            pool = origin.pool
+            if key in pool.seen:
+                return
+            pool.seen.add(key)
+            if not self._still_valid(share, count=True):
+                return
+        self._submit(share)
+
+    def _submit(self, share: Share) -> None:
+        origin: _Origin = share.work.source
+        pool = origin.pool
+        work = share.work
+        bits = None if work.version_bits is None else f"{work.version_bits:08x}"
+        with self._lock:
+            client = pool.client
+            pool.in_flight += 1
+            sent = client is not None and client.submit(
+                work.job_id, work.extranonce2.hex(), f"{work.ntime:08x}", f"{share.nonce:08x}", bits, context=share
+            )
+            if not sent:
+                pool.in_flight -= 1
+                pool.queued.append(share)
+
+    # --- MinerControl (cgminer API) ---------------------------------------------------------------------------------
+
+    def _index(self, index: int) -> _Pool:
+        if not isinstance(index, int) or isinstance(index, bool) or not 0 <= index < len(self._pools):
+            raise ValueError(f"invalid pool index {index!r} (0..{len(self._pools) - 1})")
+        return self._pools[index]
+
+    def _apply(self) -> None:
+        with self._switch_lock:
+            with self._lock:
+                source = self._reselect()
+            if source is not None:
+                self.engine.set_source(source, clean=True)
+
+    def current_pool(self) -> int:
+        with self._lock:
+            return self._pools.index(self._current) if self._current in self._pools else 0
+
+    def switch_pool(self, index: int) -> None:
+        """Make pool ``index`` the first choice (as cgminer's switchpool) and mine on it once it has work."""
+        with self._lock:
+            pool = self._index(index)
+            order = [p for p in self._ordered() if p is not pool]
+            self._set_order([pool] + order)
+            if not pool.enabled:
+                self._enable(pool)
+        self._apply()
+
+    def add_pool(self, url: str, user: str, password: str) -> int:
+        parse_pool_url(url)
+        with self._lock:
+            pool = _Pool(PoolConfig(url, user, password), self.stats.add_pool(url, user))
+            pool.stats.priority = len(self._pools)
+            self._pools.append(pool)
+            if self._running:
+                self._start_client(pool)
+            self.log(f"added pool {url}")
+            return len(self._pools) - 1
+
+    def remove_pool(self, index: int) -> None:
+        with self._lock:
+            pool = self._index(index)
+            if len(self._pools) == 1:
+                raise ValueError("cannot remove the only pool")
+            if pool is self._current:
+                raise ValueError(f"cannot remove the active pool {index}")
+            self._pools.remove(pool)
+            self.stats.pools.remove(pool.stats)
+            self._set_order(self._ordered())
+            client, pool.client = pool.client, None
+        if client is not None:
+            client.stop(1.0)
+
+    def enable_pool(self, index: int) -> None:
+        with self._lock:
+            pool = self._index(index)
+            if pool.enabled:
+                return
+            self._enable(pool)
+        self._apply()
+
+    def _enable(self, pool: _Pool) -> None:
+        pool.enabled = True
+        pool.stats.enabled = True
+        pool.stats.status = "Dead"
+        if self._running and pool.client is None:
+            self._start_client(pool)
+
+    def disable_pool(self, index: int) -> None:
+        with self._lock:
+            pool = self._index(index)
+            if not pool.enabled:
+                return
+            if sum(p.enabled for p in self._pools) == 1:
+                raise ValueError("cannot disable the last enabled pool")
+            pool.enabled = False
+            pool.stats.enabled = False
+            pool.stats.status = "Disabled"
+            pool.stats.stratum_active = False
+            client, pool.client = pool.client, None
+            if self._current is pool:
+                self._current = None
+        if client is not None:
+            client.stop(1.0)
+        self._apply()
+
+    def set_pool_priority(self, order: list[int]) -> None:
+        """Pools listed first are tried first; unlisted ones keep their order after them."""
+        with self._lock:
+            if len(set(order)) != len(order):
+                raise ValueError("a pool is listed twice")
+            listed = [self._index(i) for i in order]
+            rest = [p for p in self._ordered() if p not in listed]
+            self._set_order(listed + rest)
+        self._apply()
+
+    def _set_order(self, ordered: list[_Pool]) -> None:
+        for priority, pool in enumerate(ordered):
+            pool.stats.priority = priority
+
+    def restart(self) -> None:
+        """Reconnect every pool now (the process keeps running)."""
+        with self._lock:
+            clients = [p.client for p in self._pools if p.client is not None]
+        for client in clients:
+            client.reconnect_now()
+
+    def quit(self) -> None:
+        self._quit.set()
+
+    # --- reading ----------------------------------------------------------------------------------------------------
+
+    def pool_summary(self) -> tuple[str, float]:
+        """The pool being mined (URL, or '-' when none) and the difficulty of its newest job."""
+        with self._lock:
+            pool = self._current
+            if pool is None:
+                return "-", 0.0
+            entry = pool.jobs.get(pool.job.job_id) if pool.job is not None else None
+            return pool.config.url, entry[1] if entry else pool.difficulty
