@@ -21,20 +21,12 @@ from numba.core import cgutils
 from numba.extending import intrinsic
 
 from kernels.base import Backend, BackendUnavailable, Prepared, check_range
+from kernels.ir_loop import I32, I64, emit_batch_loop, splat
 from kernels.sha256d_dag import CONST, UNIFORM, Node, Sha256dKernel
 
 KERNEL = Sha256dKernel()
 _FRONTIER_SLOT = {node.index: slot for slot, node in enumerate(KERNEL.frontier)}
 LANE_CHOICES = (4, 8, 16)
-I32 = ir.IntType(32)
-I64 = ir.IntType(64)
-
-
-def _splat(builder: ir.IRBuilder, vty: ir.VectorType, scalar) -> ir.Value:
-    undef = ir.Constant(vty, ir.Undefined)
-    first = builder.insert_element(undef, scalar, ir.Constant(I32, 0))
-    zeros = ir.Constant(ir.VectorType(I32, vty.count), [0] * vty.count)
-    return builder.shuffle_vector(first, undef, zeros)
 
 
 def _vector_intrinsic(builder: ir.IRBuilder, name: str, vty: ir.VectorType, args: list[ir.Value]) -> ir.Value:
@@ -47,10 +39,7 @@ def _vector_intrinsic(builder: ir.IRBuilder, name: str, vty: ir.VectorType, args
 
 
 def _emit_scan_loop(builder: ir.IRBuilder, lanes: int, params_ptr, start, nbatches, target_top) -> ir.Value:
-    """IR for: for i in range(nbatches): hash lanes nonces; stop at a hit.
-
-    Returns (i << 32) | lane_mask of the first batch with a candidate, or -1.
-    """
+    """The traced kernel over ``<lanes x i32>`` vectors, one nonce per lane."""
     vty = ir.VectorType(I32, lanes)
     consts: dict[int, ir.Value] = {}
 
@@ -63,74 +52,44 @@ def _emit_scan_loop(builder: ir.IRBuilder, lanes: int, params_ptr, start, nbatch
     uniform = []
     for slot in range(len(KERNEL.frontier)):
         scalar = builder.load(builder.gep(params_ptr, [ir.Constant(I64, slot)]))
-        uniform.append(_splat(builder, vty, scalar))
-    target_vec = _splat(builder, vty, target_top)
+        uniform.append(splat(builder, vty, scalar))
     lane_offsets = ir.Constant(vty, list(range(lanes)))
 
-    entry = builder.block
-    fn = builder.function
-    loop = fn.append_basic_block("scan.loop")
-    found = fn.append_basic_block("scan.found")
-    cont = fn.append_basic_block("scan.cont")
-    done = fn.append_basic_block("scan.done")
-    builder.branch(loop)
+    def hash_tops(base: ir.Value) -> ir.Value:
+        nonces = builder.add(splat(builder, vty, base), lane_offsets)
+        values: dict[int, ir.Value] = {}
 
-    builder.position_at_end(loop)
-    i = builder.phi(I64, name="batch")
-    i.add_incoming(ir.Constant(I64, 0), entry)
-    base = builder.add(start, builder.mul(builder.trunc(i, I32), ir.Constant(I32, lanes)))
-    nonces = builder.add(_splat(builder, vty, base), lane_offsets)
+        def operand(node) -> ir.Value:
+            if node.kind == CONST:
+                return const_vec(node.value)
+            if node.kind == UNIFORM:
+                return uniform[_FRONTIER_SLOT[node.index]]
+            return values[node.index]
 
-    values: dict[int, ir.Value] = {}
+        for node in KERNEL.live:
+            op = node.op
+            if op == "nonce":
+                v = _vector_intrinsic(builder, "bswap", vty, [nonces])
+            elif op == "add":
+                v = builder.add(operand(node.args[0]), operand(node.args[1]))
+            elif op == "xor":
+                v = builder.xor(operand(node.args[0]), operand(node.args[1]))
+            elif op == "and":
+                v = builder.and_(operand(node.args[0]), operand(node.args[1]))
+            elif op == "or":
+                v = builder.or_(operand(node.args[0]), operand(node.args[1]))
+            elif op == "rotr":
+                x = operand(node.args[0])
+                v = _vector_intrinsic(builder, "fshr", vty, [x, x, const_vec(node.args[1])])
+            elif op == "shr":
+                v = builder.lshr(operand(node.args[0]), const_vec(node.args[1]))
+            else:  # pragma: no cover - the tracer emits no other op
+                raise AssertionError(op)
+            values[node.index] = v
+        # The hash's top 32 bits are the byte-swapped last state word.
+        return _vector_intrinsic(builder, "bswap", vty, [operand(KERNEL.output)])
 
-    def operand(node) -> ir.Value:
-        if node.kind == CONST:
-            return const_vec(node.value)
-        if node.kind == UNIFORM:
-            return uniform[_FRONTIER_SLOT[node.index]]
-        return values[node.index]
-
-    for node in KERNEL.live:
-        op = node.op
-        if op == "nonce":
-            v = _vector_intrinsic(builder, "bswap", vty, [nonces])
-        elif op == "add":
-            v = builder.add(operand(node.args[0]), operand(node.args[1]))
-        elif op == "xor":
-            v = builder.xor(operand(node.args[0]), operand(node.args[1]))
-        elif op == "and":
-            v = builder.and_(operand(node.args[0]), operand(node.args[1]))
-        elif op == "or":
-            v = builder.or_(operand(node.args[0]), operand(node.args[1]))
-        elif op == "rotr":
-            x = operand(node.args[0])
-            v = _vector_intrinsic(builder, "fshr", vty, [x, x, const_vec(node.args[1])])
-        elif op == "shr":
-            v = builder.lshr(operand(node.args[0]), const_vec(node.args[1]))
-        else:  # pragma: no cover - the tracer emits no other op
-            raise AssertionError(op)
-        values[node.index] = v
-
-    # The hash's top 32 bits are the byte-swapped last state word.
-    top = _vector_intrinsic(builder, "bswap", vty, [operand(KERNEL.output)])
-    hit = builder.icmp_unsigned("<=", top, target_vec)
-    mask = builder.zext(builder.bitcast(hit, ir.IntType(lanes)), I64)
-    builder.cbranch(builder.icmp_unsigned("!=", mask, ir.Constant(I64, 0)), found, cont)
-
-    builder.position_at_end(found)
-    found_result = builder.or_(builder.shl(i, ir.Constant(I64, 32)), mask)
-    builder.branch(done)
-
-    builder.position_at_end(cont)
-    next_i = builder.add(i, ir.Constant(I64, 1))
-    i.add_incoming(next_i, cont)
-    builder.cbranch(builder.icmp_signed("<", next_i, nbatches), loop, done)
-
-    builder.position_at_end(done)
-    result = builder.phi(I64, name="scan.result")
-    result.add_incoming(found_result, found)
-    result.add_incoming(ir.Constant(I64, -1), cont)
-    return result
+    return emit_batch_loop(builder, lanes, start, nbatches, target_top, hash_tops)
 
 
 SHA_NI_BASE = 100  # variant codes above this run SHA-NI on (code - 100) nonces at once
@@ -149,7 +108,8 @@ def kernel_fingerprint() -> int:
         args = [a.index if isinstance(a, Node) else a for a in node.args]
         digest.update(repr((node.index, node.op, args, node.kind, node.value)).encode())
     digest.update(repr([node.index for node in KERNEL.frontier]).encode())
-    digest.update(Path(__file__).with_name("cpu_sha.py").read_bytes())
+    for name in ("cpu_sha.py", "ir_loop.py"):
+        digest.update(Path(__file__).with_name(name).read_bytes())
     return int.from_bytes(digest.digest()[:3], "big")
 
 

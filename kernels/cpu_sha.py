@@ -17,9 +17,8 @@ import numpy as np
 from llvmlite import ir
 
 from kernels import reference as ref
+from kernels.ir_loop import I32, I64, emit_batch_loop
 
-I32 = ir.IntType(32)
-I64 = ir.IntType(64)
 V4 = ir.VectorType(I32, 4)
 
 # Parameter layout (uint32 words), computed by sha_params.
@@ -128,50 +127,24 @@ def emit_sha_scan_loop(builder: ir.IRBuilder, streams: int, params_ptr, start, n
         builder.module, ir.FunctionType(I32, [I32]), name="llvm.bswap.i32"
     )
     sty = ir.VectorType(I32, streams)
-    target_vec = builder.insert_element(ir.Constant(sty, ir.Undefined), target_top, ir.Constant(I32, 0))
-    target_vec = builder.shuffle_vector(target_vec, ir.Constant(sty, ir.Undefined), ir.Constant(sty, [0] * streams))
 
-    entry = builder.block
-    fn = builder.function
-    loop = fn.append_basic_block("sha.loop")
-    found = fn.append_basic_block("sha.found")
-    cont = fn.append_basic_block("sha.cont")
-    done = fn.append_basic_block("sha.done")
-    builder.branch(loop)
-    builder.position_at_end(loop)
-    i = builder.phi(I64, name="batch")
-    i.add_incoming(ir.Constant(I64, 0), entry)
-    base = builder.add(start, builder.mul(builder.trunc(i, I32), ir.Constant(I32, streams)))
+    def hash_tops(base: ir.Value) -> ir.Value:
+        tops = ir.Constant(sty, ir.Undefined)
+        for s in range(streams):
+            nonce_word = builder.call(bswap, [builder.add(base, ir.Constant(I32, s))])
+            m0 = builder.insert_element(m0_base, nonce_word, ir.Constant(I32, 3))
+            wk23 = builder.add(wk23_base, builder.insert_element(em.vec([0, 0, 0, 0]), nonce_word, ir.Constant(I32, 1)))
+            # Rounds 2-3 (the nonce enters at word 3), then 4..63 of the first hash.
+            abef, cdgh = em.two_rounds(abef2, cdgh2, wk23)
+            abef, cdgh = em.compress(abef, cdgh, [m0, m1, m2, m3], first_group=1)
+            abef = builder.add(abef, mid_abef)
+            cdgh = builder.add(cdgh, mid_cdgh)
+            # The digest words A..H become the second hash's message.
+            d0 = em.shuffle(abef, cdgh, [3, 2, 7, 6])
+            d1 = em.shuffle(abef, cdgh, [1, 0, 5, 4])
+            abef, _ = em.compress(h0_abef, h0_cdgh, [d0, d1, pad2, len2], rounds=62)
+            h7 = builder.add(builder.extract_element(abef, ir.Constant(I32, 0)), ir.Constant(I32, ref.H0[7]))
+            tops = builder.insert_element(tops, builder.call(bswap, [h7]), ir.Constant(I32, s))
+        return tops
 
-    tops = ir.Constant(sty, ir.Undefined)
-    for s in range(streams):
-        nonce_word = builder.call(bswap, [builder.add(base, ir.Constant(I32, s))])
-        m0 = builder.insert_element(m0_base, nonce_word, ir.Constant(I32, 3))
-        wk23 = builder.add(wk23_base, builder.insert_element(em.vec([0, 0, 0, 0]), nonce_word, ir.Constant(I32, 1)))
-        # Rounds 2-3 (the nonce enters at word 3), then 4..63 of the first hash.
-        abef, cdgh = em.two_rounds(abef2, cdgh2, wk23)
-        abef, cdgh = em.compress(abef, cdgh, [m0, m1, m2, m3], first_group=1)
-        abef = builder.add(abef, mid_abef)
-        cdgh = builder.add(cdgh, mid_cdgh)
-        # The digest words A..H become the second hash's message.
-        d0 = em.shuffle(abef, cdgh, [3, 2, 7, 6])
-        d1 = em.shuffle(abef, cdgh, [1, 0, 5, 4])
-        abef, _ = em.compress(h0_abef, h0_cdgh, [d0, d1, pad2, len2], rounds=62)
-        h7 = builder.add(builder.extract_element(abef, ir.Constant(I32, 0)), ir.Constant(I32, ref.H0[7]))
-        tops = builder.insert_element(tops, builder.call(bswap, [h7]), ir.Constant(I32, s))
-
-    hit = builder.icmp_unsigned("<=", tops, target_vec)
-    mask = builder.zext(builder.bitcast(hit, ir.IntType(streams)), I64)
-    builder.cbranch(builder.icmp_unsigned("!=", mask, ir.Constant(I64, 0)), found, cont)
-    builder.position_at_end(found)
-    found_result = builder.or_(builder.shl(i, ir.Constant(I64, 32)), mask)
-    builder.branch(done)
-    builder.position_at_end(cont)
-    next_i = builder.add(i, ir.Constant(I64, 1))
-    i.add_incoming(next_i, cont)
-    builder.cbranch(builder.icmp_signed("<", next_i, nbatches), loop, done)
-    builder.position_at_end(done)
-    result = builder.phi(I64, name="sha.result")
-    result.add_incoming(found_result, found)
-    result.add_incoming(ir.Constant(I64, -1), cont)
-    return result
+    return emit_batch_loop(builder, streams, start, nbatches, target_top, hash_tops)
