@@ -614,13 +614,16 @@ def cmd_switchpool(ctx: Context, param: str | None) -> Result:
     return Result(ok(MSG_SWITCHP, f"Switching to pool {index}:'{_pool_url(ctx, index)}'"))
 
 
-def split_escaped(text: str, sep: str = ",") -> list[str]:
-    """Split on ``sep``; a backslash makes the next character literal (api.c's copyadvanceafter)."""
+def split_escaped(text: str, sep: str = ",", keep_escapes: bool = False) -> list[str]:
+    """Split on ``sep``; a backslash makes the next character literal (api.c's copyadvanceafter).
+
+    ``keep_escapes`` leaves the backslashes in the parts, for a second split.
+    """
     parts, cur, i = [], [], 0
     while i < len(text):
         ch = text[i]
         if ch == "\\" and i + 1 < len(text):
-            cur.append(text[i + 1])
+            cur.append(text[i : i + 2] if keep_escapes else text[i + 1])
             i += 2
             continue
         if ch == sep:

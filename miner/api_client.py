@@ -16,6 +16,8 @@ from collections.abc import Iterable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass
 
+from miner.api import split_escaped
+
 DEFAULT_PORT = 4028
 MAX_REPLY = 16 * 1024 * 1024  # a reply larger than this is not an API reply
 MAX_SUBNET_HOSTS = 65536
@@ -190,24 +192,6 @@ def _loads_lenient(text: str):
     raise ApiError("reply is not valid JSON")
 
 
-def _unescape_split(text: str, sep: str) -> list[str]:
-    parts, cur, i = [], [], 0
-    while i < len(text):
-        ch = text[i]
-        if ch == "\\" and i + 1 < len(text):
-            cur.append(ch + text[i + 1])
-            i += 2
-            continue
-        if ch == sep:
-            parts.append("".join(cur))
-            cur = []
-        else:
-            cur.append(ch)
-        i += 1
-    parts.append("".join(cur))
-    return parts
-
-
 def _unescape(text: str) -> str:
     return re.sub(r"\\(.)", r"\1", text)
 
@@ -227,10 +211,10 @@ def parse_text_reply(text: str) -> dict:
     section = None
     joined: dict = {}
     current = reply
-    for record in _unescape_split(text.strip(), "|"):
+    for record in split_escaped(text.strip(), "|", keep_escapes=True):
         if not record:
             continue
-        fields = _unescape_split(record, ",")
+        fields = split_escaped(record, ",", keep_escapes=True)
         if fields[0].startswith("CMD=") and len(fields) == 1:
             current = joined.setdefault(_unescape(fields[0][4:]), {})
             continue

@@ -20,6 +20,19 @@ class CliError(click.ClickException):
         click.echo(f"miner: error: {self.format_message()}", err=True)
 
 
+def parse_listen(text: str, option: str) -> tuple[str, int]:
+    """'[HOST:]PORT' (IPv6 as '[::1]:PORT') -> (host, port); host defaults to loopback."""
+    host, _, port_text = text.rpartition(":")
+    host = host.strip("[]") or "127.0.0.1"
+    try:
+        port = int(port_text)
+    except ValueError:
+        raise CliError(f"{option}: port must be a number, got {port_text!r} (expected [HOST:]PORT)", 2) from None
+    if not 0 <= port < 65536:
+        raise CliError(f"{option}: port {port} is out of range", 2)
+    return host, port
+
+
 def _backend_list(ctx, param, value: str) -> str:
     """'cpu', 'opencl', or several at once, comma-separated: 'cpu,opencl'."""
     names = [name.strip() for name in value.split(",") if name.strip()]

@@ -10,7 +10,7 @@ import time
 
 import click
 
-from miner.cli_common import CliError, backend_options, make_engine
+from miner.cli_common import CliError, backend_options, make_engine, parse_listen
 from miner.stats import Stats
 
 STATUS_EVERY_TTY = 1.0
@@ -31,19 +31,6 @@ def status_line(stats: Stats, pool: str, difficulty: float) -> str:
         f"A:{snap['accepted']} R:{snap['rejected']} S:{snap['stale']} HW:{snap['hw_errors']} "
         f"blocks:{snap['blocks']} | diff {difficulty:g} | {pool}"
     )
-
-
-def parse_listen(text: str) -> tuple[str, int]:
-    """``[HOST:]PORT`` -> (host, port); host defaults to loopback."""
-    host, _, port_text = text.rpartition(":")
-    host = host.strip("[]") or "127.0.0.1"
-    try:
-        port = int(port_text)
-    except ValueError:
-        raise CliError(f"--api-listen: bad port in {text!r} (expected [HOST:]PORT)", 2) from None
-    if not 0 <= port < 65536:
-        raise CliError(f"--api-listen: port {port} out of range", 2)
-    return host, port
 
 
 class _Output:
@@ -156,7 +143,7 @@ def mine(
     out = _Output(quiet)
     if api_allow is not None and api_listen is None:
         api_listen = "4028"
-    api_addr = parse_listen(api_listen) if api_listen is not None else None
+    api_addr = parse_listen(api_listen, "--api-listen") if api_listen is not None else None
 
     embedded = None
     if urls:

@@ -11,23 +11,8 @@ import time
 
 import click
 
-from miner.cli_common import CliError
+from miner.cli_common import CliError, parse_listen
 from miner.pool import DEFAULT_DIFFICULTY, REGTEST_NBITS, EmbeddedChain, EmbeddedPool, JobSource
-
-
-def parse_listen(text: str) -> tuple[str, int]:
-    """'[HOST:]PORT' (IPv6 as '[::1]:PORT') -> (host, port); host defaults to loopback."""
-    host, sep, port_text = text.rpartition(":")
-    if not sep:
-        host, port_text = "127.0.0.1", text
-    host = host.strip("[]") or "127.0.0.1"
-    try:
-        port = int(port_text)
-    except ValueError:
-        raise CliError(f"--listen: port must be a number, got {port_text!r}", 2) from None
-    if not 0 <= port < 65536:
-        raise CliError(f"--listen: port {port} is out of range", 2)
-    return host, port
 
 
 def _interrupt(signum, frame) -> None:
@@ -143,7 +128,7 @@ def pool(
     or, with --rpc-url, from a node; shares meeting the network target are
     submitted as blocks.
     """
-    host, port = parse_listen(listen)
+    host, port = parse_listen(listen, "--listen")
     context = tls_context(tls_cert, tls_key)
     script = payout_script(address)
     use_vardiff = vardiff if vardiff is not None else difficulty is None

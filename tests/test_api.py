@@ -418,6 +418,9 @@ def test_quit_and_restart_replies_then_act(wserver, control):
     assert raw(wserver, b'{"command":"restart"}') == b'{"STATUS":"RESTART","id":1}\0'
     assert raw(wserver, b"quit") == b"BYE\0"
     assert control.quit_event.wait(3)
+    deadline = time.monotonic() + 3  # each action runs after its reply is sent
+    while ("restart",) not in control.calls and time.monotonic() < deadline:
+        time.sleep(0.01)
     assert ("restart",) in control.calls
 
 
