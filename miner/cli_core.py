@@ -93,8 +93,8 @@ def _scan_target(target: str | None, bits: str | None, difficulty: float | None)
             return parse_target_hex(target)
         if bits is not None:
             text = bits.lower().removeprefix("0x")
-            if len(text) != 8:
-                raise ValueError("nBits must be 8 hex digits")
+            if len(text) != 8 or any(c not in "0123456789abcdef" for c in text):
+                raise ValueError(f"--bits must be 8 hex digits (like 1d00ffff), got {bits!r}")
             return nbits_to_target(int(text, 16))
         return difficulty_to_target(difficulty)
     except ValueError as exc:

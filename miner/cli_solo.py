@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
+import signal
 import sys
 
 import click
@@ -11,6 +13,11 @@ from miner.cli_common import CliError, backend_options, make_engine
 
 #: getblockchaininfo's chain name -> the network names an address may carry
 CHAIN_NETWORKS = {"main": "mainnet", "test": "testnet", "testnet4": "testnet", "signet": "signet", "regtest": "regtest"}
+
+
+def _interrupt(signum, frame) -> None:
+    """SIGTERM stops like Ctrl-C: the summary is still printed."""
+    raise KeyboardInterrupt
 
 
 def _address_script(address: str, chain: str | None) -> bytes:
@@ -44,6 +51,7 @@ def solo(rpc_url, rpc_cookie, address, backend, threads, device, lanes, blocks, 
     from miner.solo import EXTRANONCE_SIZE, SoloMiner
     from miner.stats import Stats
 
+    _address_script(address, None)  # a mistyped address is the first thing to hear about
     try:
         rpc = RpcClient(rpc_url, cookie_file=rpc_cookie)
     except ValueError as exc:
@@ -75,6 +83,8 @@ def solo(rpc_url, rpc_cookie, address, backend, threads, device, lanes, blocks, 
     miner = SoloMiner(source, engine, blocks_wanted=blocks, echo=lambda line: click.echo(line, file=verdict_out))
     job = source.current()
     note(f"solo mining at height {job.height} on {chain or 'the node'} with {backend}, paying {address}")
+    with contextlib.suppress(ValueError):  # not the main thread (tests): keep the default
+        signal.signal(signal.SIGTERM, _interrupt)
     try:
         miner.run(duration)
     except KeyboardInterrupt:

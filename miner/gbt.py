@@ -201,7 +201,7 @@ class GbtJobSource:
         self._stop.set()
         self._wake.set()
         if self._thread is not None:
-            self._thread.join(timeout=2.0)  # a long poll in flight is abandoned (daemon thread)
+            self._thread.join(timeout=0.5)  # a long poll in flight is abandoned (daemon thread)
             self._thread = None
 
     def current(self) -> PoolJob:

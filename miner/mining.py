@@ -54,6 +54,7 @@ from stratum.protocol import (
 )
 
 DEFAULT_DIFFICULTY = 1.0
+MAX_JOBS = 64  # jobs kept per pool between clean_jobs notifies; a share for an older one counts stale
 
 
 @dataclass(frozen=True)
@@ -253,6 +254,10 @@ class Miner:
                 pool.seen.clear()  # older shares now fail the job check, so duplicates cannot slip through
                 st.discarded += 1
             pool.jobs[job.job_id] = (job, pool.difficulty)
+            while len(pool.jobs) > MAX_JOBS:  # a pool that never cleans must not grow this without bound
+                dropped = next(iter(pool.jobs))
+                del pool.jobs[dropped]
+                pool.seen = {key for key in pool.seen if key[0] != dropped}
             pool.job = job
             st.difficulty = pool.difficulty
             if job.clean_jobs:

@@ -640,9 +640,11 @@ class PoolSession:
             if state is None:
                 return
             wire_id = job.job_id
-            if wire_id in state.jobs:  # re-sent after a retarget: a new id carries the new difficulty
+            sent = state.jobs.get(wire_id)
+            if sent is not None and sent.difficulty != state.difficulty:  # a retarget: a new id, the new difficulty
                 wire_id = f"{job.job_id}.{next(self._wire_ids)}"
             state.jobs[wire_id] = _SentJob(job, state.difficulty)
+            state.jobs.move_to_end(wire_id)
             while len(state.jobs) > self.pool.MAX_JOBS_PER_CONNECTION:
                 state.jobs.popitem(last=False)
             self.outbox.notify(job.stratum_job(clean, wire_id).to_params())

@@ -469,6 +469,8 @@ class _Connection:
         if "id" not in message or ("result" not in message and "error" not in message):
             return ProtocolViolation("neither a request nor a reply", message.get("id"), line=line)
         request_id = message["id"]
+        if isinstance(request_id, (bool, float)):  # JSON true == 1 in Python: our ids are ints, never these
+            return ProtocolViolation(f"reply to unknown request id {request_id!r}", line=line)
         try:
             method, context = self._pending.pop(request_id)
         except (KeyError, TypeError):
