@@ -1,0 +1,171 @@
+"""Ctrl-C (SIGINT) and SIGTERM to a running ``miner mine``: a clean stop within a second, final stats printed."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import threading
+import time
+
+import pytest
+
+from miner.pool import EmbeddedChain, EmbeddedPool
+
+MINER = shutil.which("miner")
+STOP_WITHIN = 1.0
+
+
+def backend() -> str:
+    try:
+        from kernels import get_backend
+
+        get_backend("cpu")
+        return "cpu"
+    except Exception:
+        return "reference"
+
+
+class MinerProcess:
+    """``miner mine`` in a subprocess, its stderr collected line by line as it comes."""
+
+    def __init__(self, *args: str) -> None:
+        cmd = [MINER] if MINER else [sys.executable, "-m", "miner"]
+        self.proc = subprocess.Popen(
+            cmd + ["mine", "-b", backend(), "-t", "1", *args],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            stdin=subprocess.DEVNULL,
+            text=True,
+        )
+        self.lines: list[str] = []
+        self._reader = threading.Thread(target=self._read, daemon=True)
+        self._reader.start()
+
+    def _read(self) -> None:
+        assert self.proc.stderr is not None
+        for line in self.proc.stderr:
+            self.lines.append(line.rstrip("\n"))
+
+    def wait_for(self, text: str, timeout: float = 30.0) -> bool:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if any(text in line for line in list(self.lines)):
+                return True
+            if self.proc.poll() is not None:
+                return False
+            time.sleep(0.02)
+        return False
+
+    def stop_with(self, signum: int) -> tuple[float, str, int]:
+        """Send ``signum``; (seconds to exit, stdout, exit code)."""
+        started = time.monotonic()
+        self.proc.send_signal(signum)
+        try:
+            out, _ = self.proc.communicate(timeout=15)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            out, _ = self.proc.communicate()
+            return float("inf"), out, self.proc.returncode
+        elapsed = time.monotonic() - started
+        self._reader.join(2)
+        return elapsed, out, self.proc.returncode
+
+    def kill(self) -> None:
+        if self.proc.poll() is None:
+            self.proc.kill()
+            self.proc.communicate()
+
+
+@pytest.fixture
+def pool():
+    with EmbeddedPool(difficulty=2.0**-10, vardiff=False, job_source=EmbeddedChain(nbits=0x1D00FFFF)) as embedded:
+        yield embedded
+
+
+@pytest.mark.parametrize("signum", [signal.SIGINT, signal.SIGTERM], ids=["SIGINT", "SIGTERM"])
+def test_signal_while_mining_stops_cleanly_within_a_second(pool, signum: int) -> None:
+    miner = MinerProcess("-o", pool.url, "--json")
+    try:
+        assert miner.wait_for("authorized as"), miner.lines
+        time.sleep(1.0)  # mining, shares in flight
+        elapsed, out, code = miner.stop_with(signum)
+    finally:
+        miner.kill()
+    assert "Traceback" not in "\n".join(miner.lines)
+    assert code == 0, (code, miner.lines[-5:])
+    final = [line for line in out.splitlines() if line.startswith("{")]
+    assert final, out
+    assert elapsed <= STOP_WITHIN, f"took {elapsed:.2f} s to stop"
+    assert not any(": 22 " in e for e in miner.lines)
+
+
+def test_sigterm_with_the_embedded_pool_prints_final_stats() -> None:
+    miner = MinerProcess("--pool-timeout", "5")
+    try:
+        assert miner.wait_for("authorized as"), miner.lines
+        time.sleep(0.5)
+        elapsed, out, code = miner.stop_with(signal.SIGTERM)
+    finally:
+        miner.kill()
+    assert code == 0 and "Traceback" not in "\n".join(miner.lines)
+    assert "mined " in out and "accepted" in out and "hardware errors 0" in out
+    assert elapsed <= STOP_WITHIN, f"took {elapsed:.2f} s to stop"
+
+
+@pytest.mark.parametrize("delay", [0.3, 0.8])
+def test_ctrl_c_during_start_up_has_no_traceback(pool, delay: float) -> None:
+    """Ctrl-C at any moment, even while the process is still importing and connecting."""
+    miner = MinerProcess("-o", pool.url)
+    try:
+        time.sleep(delay)
+        elapsed, out, code = miner.stop_with(signal.SIGINT)
+    finally:
+        miner.kill()
+    text = "\n".join(miner.lines)
+    assert "Traceback" not in text, text[-2000:]
+    assert code in (0, 1, 130, -signal.SIGINT), code
+    assert elapsed <= STOP_WITHIN + 1.0
+
+
+def test_ctrl_c_while_importing_has_no_traceback(pool) -> None:
+    """Ctrl-C in the first 0.3 s, while the interpreter imports the command modules."""
+    tracebacks = []
+    for delay in [0.04 + 0.02 * i for i in range(14)]:  # 0.04 .. 0.30 s
+        miner = MinerProcess("-o", pool.url)
+        try:
+            time.sleep(delay)
+            miner.stop_with(signal.SIGINT)
+        finally:
+            miner.kill()
+        if "Traceback" in "\n".join(miner.lines):
+            tracebacks.append(delay)
+    assert tracebacks == []
+
+
+@pytest.mark.skipif(os.name != "posix", reason="process groups are POSIX")
+def test_ctrl_c_from_a_terminal_reaches_the_whole_group(pool) -> None:
+    """A terminal's Ctrl-C signals the process group: threads and all must stop together."""
+    cmd = [MINER] if MINER else [sys.executable, "-m", "miner"]
+    proc = subprocess.Popen(
+        cmd + ["mine", "-b", backend(), "-t", "1", "-o", pool.url, "-q"],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        start_new_session=True,
+    )
+    try:
+        time.sleep(3.0)
+        started = time.monotonic()
+        os.killpg(proc.pid, signal.SIGINT)
+        out, err = proc.communicate(timeout=15)
+        elapsed = time.monotonic() - started
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.communicate()
+    assert "Traceback" not in err
+    assert "mined " in out
+    assert elapsed <= STOP_WITHIN
