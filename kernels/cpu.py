@@ -197,6 +197,22 @@ def default_lanes(features: set[str] | None = None) -> int:
     return 4
 
 
+def compiled_scanner(variant: int):
+    """scan_range's compiled specialisation for ``variant``, callable directly.
+
+    Going through the dispatcher with a literal argument re-resolves the
+    literal on every call (milliseconds, holding the GIL); the entry point
+    costs under a microsecond, so threads stay parallel and short ranges
+    (easy targets) stay cheap.
+    """
+    scan_range(np.zeros(64, dtype=np.uint32), 0, 0, 0, np.empty(1, dtype=np.int64), variant)  # compile or load
+    for signature, compiled in scan_range.overloads.items():
+        literal = signature[-1]
+        if isinstance(literal, types.IntegerLiteral) and literal.literal_value == variant:
+            return compiled.entry_point
+    raise RuntimeError(f"no compiled scan_range for variant {variant:#x}")  # pragma: no cover
+
+
 SHA_STREAMS = 4  # nonces interleaved by the SHA-NI kernel (8 spills badly)
 KERNEL_CHOICES = ("4", "8", "16", "sha")
 
@@ -225,6 +241,7 @@ class CpuBackend(Backend):
         else:
             self.lanes = int(lanes)
             self.variant = make_variant(self.lanes)
+        self._scan_range = compiled_scanner(self.variant)
 
     @property
     def uses_sha_ni(self) -> bool:
@@ -247,7 +264,7 @@ class CpuBackend(Backend):
         found: list[int] = []
         out = np.empty(min(count, 1 << 16) + 16, dtype=np.int64)
         while count > 0:
-            n, scanned = scan_range(prepared.params, start, count, prepared.target_top, out, self.variant)
+            n, scanned = self._scan_range(prepared.params, start, count, prepared.target_top, out, self.variant)
             found.extend(out[:n].tolist())
             start += scanned
             count -= scanned
