@@ -11,6 +11,7 @@ from __future__ import annotations
 import os
 import threading
 import time
+from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass
 
@@ -100,12 +101,11 @@ class Engine:
         self._next_work: Callable[[], Work | None] | None = None
         self._work: Work | None = None
         self._next_nonce = 0
-        self._generation = 0
         self._in_flight = 0
         self._exhausted = False
         self._stopping = False
         self._threads: list[threading.Thread] = []
-        self.errors: list[str] = []
+        self.errors: deque[str] = deque(maxlen=100)  # the latest device/source failures
         for dev in devices:
             self.stats.device(dev.name, dev.kind)
 
@@ -134,8 +134,7 @@ class Engine:
         with self._cond:
             self._next_work = next_work
             self._exhausted = False
-            if clean or self._work is None:
-                self._generation += 1
+            if clean:
                 self._work = None
             self._cond.notify_all()
 
@@ -157,10 +156,6 @@ class Engine:
         """Block until the source returned None and all ranges are scanned."""
         with self._cond:
             return self._cond.wait_for(lambda: self._exhausted and self._in_flight == 0, timeout)
-
-    @property
-    def generation(self) -> int:
-        return self._generation
 
     # --- workers ----------------------------------------------------------------
 
