@@ -48,8 +48,10 @@ def cpu_devices(backend: Backend, threads: int | None = None, pin: bool = True) 
     cores: list[int | None] = [None] * n
     if pin and hasattr(os, "sched_getaffinity"):
         allowed = sorted(os.sched_getaffinity(0))
-        if len(allowed) >= n:
-            cores = list(allowed[:n])
+        # Pin only when every allowed core gets a thread: pinning a subset would put
+        # two `miner -t 1` processes on the same core while another sits idle.
+        if len(allowed) == n:
+            cores = list(allowed)
     return [Device(f"{backend.name.upper()} {i}", backend, "CPU", cores[i]) for i in range(n)]
 
 
