@@ -176,9 +176,11 @@ def plot(rows: list[dict], path: str) -> None:
     fig, ax = plt.subplots(figsize=(6, 4))
     for lane in sorted({r["lanes"] for r in rows if r["backend"] == "cpu"}, key=str):
         pts = sorted((r["threads"], r["hashrate"] / 1e6) for r in rows if r["backend"] == "cpu" and r["lanes"] == lane)
-        ax.plot([p[0] for p in pts], [p[1] for p in pts], marker="o", label=f"cpu, {lane} lanes")
+        label = "cpu, SHA-NI" if lane == "sha" else f"cpu, {lane} lanes"
+        ax.plot([p[0] for p in pts], [p[1] for p in pts], marker="o", label=label)
     base = max(r["baseline_hashrate"] for r in rows) / 1e6
     ax.axhline(base, linestyle="--", color="grey", label="hashlib, 1 thread")
+    ax.set_xticks(sorted({r["threads"] for r in rows}))
     ax.set_xlabel("threads")
     ax.set_ylabel("MH/s")
     ax.legend()
