@@ -2,13 +2,23 @@
 
 from __future__ import annotations
 
+import signal
 import sys
 
 
 def main() -> None:
+    # While the command modules (numba, llvmlite) import, a KeyboardInterrupt can
+    # land inside library code that swallows it, leaving a miner that ignores
+    # Ctrl-C. Hold SIGINT until the imports are done, then act on it.
+    pending: list[int] = []
+    previous = signal.signal(signal.SIGINT, lambda signum, frame: pending.append(signum))
     try:
         from miner.cli import main as cli
-
+    finally:
+        signal.signal(signal.SIGINT, previous)
+    try:
+        if pending:
+            raise KeyboardInterrupt
         cli()
     except KeyboardInterrupt:
         sys.stderr.write("miner: interrupted\n")
