@@ -205,19 +205,17 @@ class Engine:
             except (AttributeError, OSError):
                 pass
         chunk = self.fixed_chunk or dev.backend.default_chunk
-        prepared_cache: dict[int, object] = {}
+        prepared_work: Work | None = None  # the work `prepared` was made from
+        prepared = None
         while True:
             got = self._take(chunk)
             if got is None:
                 return
             work, start, count = got
             try:
-                key = id(work)
-                prepared = prepared_cache.get(key)
-                if prepared is None:
-                    prepared_cache.clear()
+                if work is not prepared_work:
                     prepared = dev.backend.prepare(work.header, work.target)
-                    prepared_cache[key] = prepared
+                    prepared_work = work
                 t0 = time.perf_counter()
                 candidates = dev.backend.scan(prepared, start, count)
                 elapsed = time.perf_counter() - t0
