@@ -15,7 +15,7 @@ import sys
 import pytest
 
 REGTEST_ADDRESS = "bcrt1qw508d6qejxtdg4y5r3zarvary0c5xw7kygt080"
-MINER = shutil.which("miner")
+from commands import MINER
 
 
 def free_port() -> int:
@@ -26,7 +26,7 @@ def free_port() -> int:
 
 
 def run(*args: str, timeout: float = 30) -> subprocess.CompletedProcess:
-    cmd = [MINER, *args] if MINER else [sys.executable, "-m", "miner", *args]
+    cmd = [*MINER, *args]
     return subprocess.run(cmd, capture_output=True, text=True, timeout=timeout, stdin=subprocess.DEVNULL)
 
 

@@ -13,6 +13,7 @@ import sys
 import threading
 import time
 
+from commands import MINER
 from test_gbt import FakeNode
 
 REGTEST_ADDRESS = "bcrt1qw508d6qejxtdg4y5r3zarvary0c5xw7kygt080"
@@ -34,8 +35,7 @@ def submitted_blocks(node: FakeNode) -> list[str]:
 
 
 def start_solo(node: FakeNode) -> subprocess.Popen:
-    exe = shutil.which("miner")
-    cmd = ([exe] if exe else [sys.executable, "-m", "miner"]) + ["solo", "--rpc-url", node.url]
+    cmd = [*MINER, "solo", "--rpc-url", node.url]
     cmd += ["--address", REGTEST_ADDRESS, "-b", backend(), "-t", "1", "--json"]
     return subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
 

@@ -14,7 +14,7 @@ import pytest
 
 from miner.pool import EmbeddedChain, EmbeddedPool
 
-MINER = shutil.which("miner")
+from commands import MINER
 STOP_WITHIN = 1.0
 
 
@@ -32,7 +32,7 @@ class MinerProcess:
     """``miner mine`` in a subprocess, its stderr collected line by line as it comes."""
 
     def __init__(self, *args: str) -> None:
-        cmd = [MINER] if MINER else [sys.executable, "-m", "miner"]
+        cmd = list(MINER)
         self.proc = subprocess.Popen(
             cmd + ["mine", "-b", backend(), "-t", "1", *args],
             stdout=subprocess.PIPE,
@@ -148,7 +148,7 @@ def test_ctrl_c_while_importing_has_no_traceback(pool) -> None:
 @pytest.mark.skipif(os.name != "posix", reason="process groups are POSIX")
 def test_ctrl_c_from_a_terminal_reaches_the_whole_group(pool) -> None:
     """A terminal's Ctrl-C signals the process group: threads and all must stop together."""
-    cmd = [MINER] if MINER else [sys.executable, "-m", "miner"]
+    cmd = list(MINER)
     proc = subprocess.Popen(
         cmd + ["mine", "-b", backend(), "-t", "1", "-o", pool.url, "-q"],
         stdout=subprocess.PIPE,
