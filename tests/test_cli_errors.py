@@ -7,15 +7,13 @@ node, no usable pool). Usage errors are click's own (2).
 
 from __future__ import annotations
 
-import shutil
 import socket
 import subprocess
-import sys
 
 import pytest
+from commands import MINER
 
 REGTEST_ADDRESS = "bcrt1qw508d6qejxtdg4y5r3zarvary0c5xw7kygt080"
-from commands import MINER
 
 
 def free_port() -> int:

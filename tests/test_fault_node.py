@@ -6,10 +6,8 @@ come back to mining blocks the node accepts, and never submit a block twice.
 
 from __future__ import annotations
 
-import shutil
 import signal
 import subprocess
-import sys
 import threading
 import time
 

@@ -3,18 +3,16 @@
 from __future__ import annotations
 
 import os
-import shutil
 import signal
 import subprocess
-import sys
 import threading
 import time
 
 import pytest
+from commands import MINER
 
 from miner.pool import EmbeddedChain, EmbeddedPool
 
-from commands import MINER
 STOP_WITHIN = 1.0
 
 
