@@ -6,7 +6,7 @@ import json
 
 import click
 
-from miner.cli_common import CliError
+from miner.cli_common import CliError, Number
 
 CONTROL_HELP = "Privileged commands need the miner to allow this host with W: in its --api-allow."
 
@@ -57,7 +57,7 @@ def fleet_options(func):
         "--workers", type=click.IntRange(1, 1024), default=64, show_default=True, help="hosts queried at once"
     )(func)
     func = click.option(
-        "--timeout", type=click.FloatRange(0.05, 120), default=3.0, show_default=True, help="seconds per host"
+        "--timeout", type=Number(0.05, 120), default=3.0, show_default=True, help="seconds per host"
     )(func)
     func = click.option(
         "--port",
@@ -127,7 +127,7 @@ def pretty_reply(reply: dict, indent: str = "") -> list[str]:
 @click.argument("parameter", required=False)
 @click.option("--json", "as_json", is_flag=True, help="print the reply as the miner sent it (JSON)")
 @click.option("--text", "as_text", is_flag=True, help="use the text form (command|parameter) and print it raw")
-@click.option("--timeout", type=click.FloatRange(0.05, 120), default=5.0, show_default=True, help="seconds")
+@click.option("--timeout", type=Number(0.05, 120), default=5.0, show_default=True, help="seconds")
 def query_cmd(target: str, command: str, parameter: str | None, as_json: bool, as_text: bool, timeout: float) -> None:
     """Send COMMAND [PARAMETER] to one miner and print the reply.
 

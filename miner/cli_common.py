@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import functools
+import math
 
 import click
 
@@ -18,6 +19,59 @@ class CliError(click.ClickException):
 
     def show(self, file=None) -> None:
         click.echo(f"miner: error: {self.format_message()}", err=True)
+
+
+class Number(click.ParamType):
+    """A finite float within bounds, for every float option of every command.
+
+    Click's ``FloatRange`` lets ``nan`` through, and ``inf`` where no upper bound is set; either one
+    then ends in a traceback or a run that never stops, so this type refuses both (and ``1e400``).
+    """
+
+    name = "number"
+
+    def __init__(
+        self, min: float | None = None, max: float | None = None, min_open: bool = False, max_open: bool = False
+    ) -> None:
+        self.min, self.max, self.min_open, self.max_open = min, max, min_open, max_open
+
+    def describe(self) -> str:
+        parts = []
+        if self.min is not None:
+            parts.append(f"{'>' if self.min_open else '>='} {self.min:g}")
+        if self.max is not None:
+            parts.append(f"{'<' if self.max_open else '<='} {self.max:g}")
+        return "a finite number" + (" " + " and ".join(parts) if parts else "")
+
+    def convert(self, value, param, ctx) -> float:
+        try:
+            number = float(value)
+        except (TypeError, ValueError):
+            self.fail(f"{value!r} is not a number (expected {self.describe()})", param, ctx)
+        if not math.isfinite(number):
+            self.fail(f"{value!r} is not {self.describe()}", param, ctx)
+        low_ok = self.min is None or (number > self.min if self.min_open else number >= self.min)
+        high_ok = self.max is None or (number < self.max if self.max_open else number <= self.max)
+        if not (low_ok and high_ok):
+            self.fail(f"{value!r} is not {self.describe()}", param, ctx)
+        return number
+
+
+#: the usual kinds: a positive quantity (seconds, difficulty, watts) and one that may be zero (a price)
+Positive = Number(min=0, min_open=True)
+NonNegative = Number(min=0)
+
+
+class Interrupted(click.ClickException):
+    """Ctrl-C, whenever it lands: one line and exit 130, as shells expect (after any summary)."""
+
+    exit_code = 130
+
+    def __init__(self) -> None:
+        super().__init__("interrupted")
+
+    def show(self, file=None) -> None:
+        click.echo("miner: interrupted", err=True)
 
 
 def parse_listen(text: str, option: str) -> tuple[str, int]:

@@ -17,7 +17,7 @@ from miner.block import (
     parse_header_hex,
     parse_target_hex,
 )
-from miner.cli_common import CliError, backend_options, make_backend, make_engine
+from miner.cli_common import CliError, Interrupted, Number, Positive, backend_options, make_backend, make_engine
 from miner.engine import Engine, default_threads, verify_candidate
 from miner.work import Work
 
@@ -76,7 +76,7 @@ def grind(header_hex: str, backend: str, threads: int | None, device: str | None
     try:
         solved = find_nonce(engine, header, target)
     except KeyboardInterrupt:
-        raise CliError("interrupted", 130) from None
+        raise Interrupted() from None
     if solved is None:
         for error in engine.errors:
             click.echo(f"miner: {error}", err=True)
@@ -105,7 +105,7 @@ def _scan_target(target: str | None, bits: str | None, difficulty: float | None)
 @click.argument("header_hex")
 @click.option("--target", help="target as 64 hex digits, most significant first")
 @click.option("--bits", help="target as compact nBits, 8 hex digits")
-@click.option("--difficulty", type=float, help="target as a share difficulty")
+@click.option("--difficulty", type=Positive, help="target as a share difficulty")
 @click.option("--start", type=click.IntRange(min=0), default=0, show_default=True, help="first nonce")
 @click.option("--count", type=click.IntRange(min=0), default=None, help="nonces to scan (default: up to 2^32)")
 @backend_options
@@ -143,7 +143,7 @@ def scan(header_hex, target, bits, difficulty, start, count, backend, threads, d
                         hw_errors += 1
         except KeyboardInterrupt:
             pool.shutdown(cancel_futures=True)
-            raise CliError("interrupted", 130) from None
+            raise Interrupted() from None
         except ValueError as exc:
             raise CliError(str(exc), EXIT_BAD_INPUT) from None
     if hw_errors:
@@ -153,7 +153,7 @@ def scan(header_hex, target, bits, difficulty, start, count, backend, threads, d
 @click.command()
 @backend_options
 @click.option(
-    "--seconds", "-s", type=click.FloatRange(min=0.1), default=5.0, show_default=True, help="how long to mine"
+    "--seconds", "-s", type=Number(min=0.1), default=5.0, show_default=True, help="how long to mine"
 )
 @click.option("--json", "as_json", is_flag=True, help="print one JSON object")
 def bench(backend, threads, device, lanes, seconds, as_json) -> None:
@@ -166,7 +166,7 @@ def bench(backend, threads, device, lanes, seconds, as_json) -> None:
     try:
         result = engine_rate(be, n_threads, seconds)
     except KeyboardInterrupt:
-        raise CliError("interrupted", 130) from None
+        raise Interrupted() from None
     report = {
         "backend": be.name,
         "threads": n_threads,

@@ -15,7 +15,7 @@ from typing import Any
 import click
 
 from miner import explain as ex
-from miner.cli_common import CliError
+from miner.cli_common import CliError, NonNegative, Positive
 
 
 def _h(text: str) -> str:
@@ -488,13 +488,13 @@ def _render_economics(d: dict[str, Any]) -> None:
 @explain.command("economics")
 @hashrate_option
 @threads_option
-@click.option("--power", required=True, type=click.FloatRange(min=0), metavar="WATTS", help="power draw in watts")
-@click.option("--price", required=True, type=click.FloatRange(min=0), metavar="PER_KWH", help="electricity price")
+@click.option("--power", required=True, type=Positive, metavar="WATTS", help="power draw in watts")
+@click.option("--price", required=True, type=NonNegative, metavar="PER_KWH", help="electricity price")
 @click.option("--difficulty", "-d", default=f"{ex.DEFAULT_DIFFICULTY:g}", show_default=True, metavar="D",
               help="network difficulty")  # fmt: skip
-@click.option("--reward", type=click.FloatRange(min=0), default=ex.DEFAULT_REWARD_BTC, show_default=True,
+@click.option("--reward", type=Positive, default=ex.DEFAULT_REWARD_BTC, show_default=True,
               metavar="BTC", help="block subsidy + typical fees")  # fmt: skip
-@click.option("--btc-price", type=click.FloatRange(min=0), default=ex.DEFAULT_BTC_PRICE, show_default=True,
+@click.option("--btc-price", type=NonNegative, default=ex.DEFAULT_BTC_PRICE, show_default=True,
               metavar="USD", help="price of one BTC, in the currency of --price")  # fmt: skip
 @json_option
 def economics_cmd(hashrate: str, threads: int | None, power: float, price: float, difficulty: str, reward: float,

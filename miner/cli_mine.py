@@ -10,7 +10,7 @@ import time
 
 import click
 
-from miner.cli_common import CliError, backend_options, make_engine, parse_listen
+from miner.cli_common import CliError, Interrupted, Number, Positive, backend_options, make_engine, parse_listen
 from miner.stats import Stats
 
 STATUS_EVERY_TTY = 1.0
@@ -83,7 +83,7 @@ class _Output:
 @backend_options
 @click.option("--version-rolling", is_flag=True, help="ask pools for BIP 310 version rolling")
 @click.option(
-    "--duration", type=click.FloatRange(min=0, min_open=True), default=None, metavar="S", help="stop after S seconds"
+    "--duration", type=Positive, default=None, metavar="S", help="stop after S seconds"
 )
 @click.option("--json", "as_json", is_flag=True, help="print the final counts as one JSON line on stdout")
 @click.option("--no-verify-tls", is_flag=True, help="accept any TLS certificate (self-signed regtest pools)")
@@ -104,7 +104,7 @@ class _Output:
 @click.option("--api-allow", default=None, metavar="LIST", help="cgminer-style allow list, e.g. W:127.0.0.1,10.0.0.0/8")
 @click.option(
     "--pool-timeout",
-    type=click.FloatRange(min=0.1),
+    type=Number(min=0.1),
     default=90.0,
     show_default=True,
     metavar="S",
@@ -112,7 +112,7 @@ class _Output:
 )
 @click.option(
     "--suggest-difficulty",
-    type=click.FloatRange(min=0, min_open=True),
+    type=Positive,
     default=None,
     metavar="D",
     help="ask pools for this share difficulty (mining.suggest_difficulty)",
@@ -147,13 +147,18 @@ def mine(
 
     embedded = None
     if urls:
-        pools = [PoolConfig(url, _nth(users, i, "miner"), _nth(passwords, i, "x")) for i, url in enumerate(urls)]
+        try:
+            pools = [PoolConfig(url, _nth(users, i), _nth(passwords, i)) for i, url in enumerate(urls)]
+        except ValueError as exc:
+            raise CliError(str(exc), 2) from None
     else:
         embedded = _start_embedded(out)
-        pools = [PoolConfig(embedded.url, _nth(users, 0, "miner"), _nth(passwords, 0, "x"))]
+        pools = [PoolConfig(embedded.url, _nth(users, 0), _nth(passwords, 0))]
 
     stats = Stats()
     api = None
+    miner = None
+    interrupted = False
     try:
         engine = make_engine(backend, threads, device, lanes, stats=stats)
         try:
@@ -175,9 +180,12 @@ def mine(
             out.log(f"cgminer API listening on {api_addr[0]}:{api.port}")
         reply_wait = 0.5
         try:
-            reply_wait = _run(miner, out, duration)
+            reply_wait, interrupted = _run(miner, out, duration)
         finally:
             miner.stop(reply_wait)
+    except KeyboardInterrupt:  # Ctrl-C while setting up (compiling, connecting): still a summary
+        out.log("interrupted; stopping")
+        interrupted = True
     finally:
         if api is not None:
             api.stop()
@@ -185,7 +193,7 @@ def mine(
             embedded.stop()
     out.end()
     snap = stats.snapshot()
-    if miner.fatal:
+    if miner is not None and miner.fatal and not interrupted:
         raise CliError(miner.fatal)
     if as_json:
         keys = ("accepted", "rejected", "stale", "hw_errors", "hashes", "blocks")
@@ -198,11 +206,14 @@ def mine(
             f"accepted {snap['accepted']}, rejected {snap['rejected']}, stale {snap['stale']}, "
             f"hardware errors {snap['hw_errors']}, blocks {snap['blocks']}"
         )
+    if interrupted:
+        raise Interrupted()
 
 
-def _nth(values: tuple[str, ...], i: int, default: str) -> str:
+def _nth(values: tuple[str, ...], i: int) -> str | None:
+    """The i-th -u or -p (the last one repeats); None where none was given, so a URL's own credentials count."""
     if not values:
-        return default
+        return None
     return values[i] if i < len(values) else values[-1]
 
 
@@ -235,8 +246,11 @@ def _start_api(miner, addr: tuple[str, int], allow: str | None):
     return api
 
 
-def _run(miner, out: _Output, duration: float | None) -> float:
-    """Mine until --duration, quit (API), a fatal error, Ctrl-C or SIGTERM; returns how long to await replies."""
+def _run(miner, out: _Output, duration: float | None) -> tuple[float, bool]:
+    """Mine until --duration, quit (API), a fatal error, Ctrl-C or SIGTERM.
+
+    Returns how long to await the pools' replies, and whether Ctrl-C ended it.
+    """
     stopping = threading.Event()
 
     def on_term(signum, frame) -> None:
@@ -255,17 +269,17 @@ def _run(miner, out: _Output, duration: float | None) -> float:
             now = time.monotonic()
             wake = next_status if duration is None else min(next_status, start + duration)
             if miner.wait(max(0.0, min(0.25, wake - now))):
-                return 0.5 if stopping.is_set() else 2.0
+                return (0.5 if stopping.is_set() else 2.0), False
             now = time.monotonic()
             if duration is not None and now - start >= duration:
-                return 2.0
+                return 2.0, False
             if now >= next_status:
                 next_status = now + every
                 pool, diff = miner.pool_summary()
                 out.status(status_line(miner.stats, pool, diff))
     except KeyboardInterrupt:
         out.log("interrupted; stopping")
-        return 0.5
+        return 0.5, True
     finally:
         if previous is not None:
             signal.signal(signal.SIGTERM, previous)

@@ -11,21 +11,19 @@ import time
 
 import click
 
-from miner.cli_common import CliError, parse_listen
+from miner.cli_common import CliError, Interrupted, Number, Positive, parse_listen
 from miner.pool import DEFAULT_DIFFICULTY, REGTEST_NBITS, EmbeddedChain, EmbeddedPool, JobSource
+from stratum.client import redact_url
 
 
-def _interrupt(signum, frame) -> None:
-    raise KeyboardInterrupt  # SIGTERM stops the pool as Ctrl-C does: summary included
+class _Terminated(Exception):
+    """SIGTERM: stop as Ctrl-C does, summary included, but exit 0 (a service manager's stop)."""
 
 
-def redact_url(url: str) -> str:
-    """The URL without its user:password, for logs."""
-    scheme, sep, rest = url.partition("://")
-    if not sep:
-        scheme, rest = "", url
-    host = rest.rpartition("@")[2]
-    return f"{scheme}{sep}{host}"
+def _terminate(signum, frame) -> None:
+    raise _Terminated
+
+
 
 
 def tls_context(cert: str | None, key: str | None) -> ssl.SSLContext | None:
@@ -77,7 +75,7 @@ def node_job_source(rpc_url: str, rpc_cookie: str | None, script: bytes | None, 
 )
 @click.option(
     "--difficulty",
-    type=click.FloatRange(min=0, min_open=True),
+    type=Positive,
     default=None,
     help=f"share difficulty (fixed unless --vardiff; default {DEFAULT_DIFFICULTY} with vardiff)",
 )
@@ -88,7 +86,7 @@ def node_job_source(rpc_url: str, rpc_cookie: str | None, script: bytes | None, 
 )
 @click.option(
     "--share-interval",
-    type=click.FloatRange(min=0.1),
+    type=Number(min=0.1),
     default=5.0,
     show_default=True,
     help="vardiff aims at one share per this many seconds per connection",
@@ -99,7 +97,7 @@ def node_job_source(rpc_url: str, rpc_cookie: str | None, script: bytes | None, 
     show_default=True,
     help="network target of the embedded chain, as compact nBits hex",
 )
-@click.option("--duration", type=click.FloatRange(min=0), default=None, help="stop after S seconds")
+@click.option("--duration", type=Positive, default=None, help="stop after S seconds")
 @click.option("--json", "as_json", is_flag=True, help="print a JSON summary as the last line (with --duration)")
 @click.option(
     "--rpc-url", default=None, help="take jobs from this node's getblocktemplate (http://USER:PASS@HOST:PORT)"
@@ -136,7 +134,7 @@ def pool(
 
     def log(text: str) -> None:
         with lock:
-            click.echo(f"{time.strftime('%H:%M:%S')} {text}", err=as_json)
+            click.echo(f"{time.strftime('%H:%M:%S')} {text}", err=True)  # logs on stderr; stdout is results
 
     if rpc_url is not None:
         source = node_job_source(rpc_url, rpc_cookie, script, log)
@@ -171,7 +169,8 @@ def pool(
     mode = "vardiff" if use_vardiff else "fixed difficulty"
     log(f"listening on {server.url} ({mode} from {server.pool.difficulty:g}; {source_name})")
     with contextlib.suppress(ValueError):  # not the main thread (e.g. a test runner): Ctrl-C only
-        signal.signal(signal.SIGTERM, _interrupt)
+        signal.signal(signal.SIGTERM, _terminate)
+    interrupted = False
     try:
         if duration is None:
             while True:
@@ -179,6 +178,8 @@ def pool(
         else:
             time.sleep(duration)
     except KeyboardInterrupt:
+        interrupted = True
+    except _Terminated:
         pass
     finally:
         server.stop()
@@ -186,7 +187,9 @@ def pool(
     if as_json:
         click.echo(json.dumps(summary))
     else:
-        log("stopped: " + ", ".join(f"{k} {v}" for k, v in summary.items()))
+        click.echo("stopped: " + ", ".join(f"{k} {v}" for k, v in summary.items()))
+    if interrupted:
+        raise Interrupted()
 
 
 commands = [pool]

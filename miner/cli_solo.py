@@ -9,15 +9,18 @@ import sys
 
 import click
 
-from miner.cli_common import CliError, backend_options, make_engine
+from miner.cli_common import CliError, Interrupted, Positive, backend_options, make_engine
 
 #: getblockchaininfo's chain name -> the network names an address may carry
 CHAIN_NETWORKS = {"main": "mainnet", "test": "testnet", "testnet4": "testnet", "signet": "signet", "regtest": "regtest"}
 
 
-def _interrupt(signum, frame) -> None:
-    """SIGTERM stops like Ctrl-C: the summary is still printed."""
-    raise KeyboardInterrupt
+class _Terminated(Exception):
+    """SIGTERM: stop as Ctrl-C does, summary included, but exit 0 (a service manager's stop)."""
+
+
+def _terminate(signum, frame) -> None:
+    raise _Terminated
 
 
 def _address_script(address: str, chain: str | None) -> bytes:
@@ -40,7 +43,7 @@ def _address_script(address: str, chain: str | None) -> bytes:
 @backend_options
 @click.option("--blocks", type=click.IntRange(min=1), default=None, help="stop after N accepted blocks")
 @click.option(
-    "--duration", type=click.FloatRange(min=0, min_open=True), default=None, metavar="S", help="stop after S seconds"
+    "--duration", type=Positive, default=None, metavar="S", help="stop after S seconds"
 )
 @click.option("--json", "as_json", is_flag=True, help="print a JSON summary line at the end")
 @click.option("--no-longpoll", is_flag=True, help="poll for new templates instead of long polling")
@@ -84,10 +87,14 @@ def solo(rpc_url, rpc_cookie, address, backend, threads, device, lanes, blocks, 
     job = source.current()
     note(f"solo mining at height {job.height} on {chain or 'the node'} with {backend}, paying {address}")
     with contextlib.suppress(ValueError):  # not the main thread (tests): keep the default
-        signal.signal(signal.SIGTERM, _interrupt)
+        signal.signal(signal.SIGTERM, _terminate)
+    interrupted = False
     try:
         miner.run(duration)
     except KeyboardInterrupt:
+        interrupted = True
+        miner.stop()
+    except _Terminated:
         miner.stop()
     except RpcFailure as exc:
         miner.stop()
@@ -99,6 +106,8 @@ def solo(rpc_url, rpc_cookie, address, backend, threads, device, lanes, blocks, 
         click.echo(
             f"{summary['accepted']} block(s) accepted, {summary['rejected']} rejected in {summary['seconds']:.1f} s"
         )
+    if interrupted:
+        raise Interrupted()
     if blocks is not None and summary["accepted"] < blocks:
         raise CliError(f"only {summary['accepted']} of {blocks} block(s) accepted before stopping")
 

@@ -13,13 +13,13 @@ def main() -> None:
     pending: list[int] = []
     previous = signal.signal(signal.SIGINT, lambda signum, frame: pending.append(signum))
     try:
-        from miner.cli import main as cli
-    finally:
-        signal.signal(signal.SIGINT, previous)
-    try:
+        try:
+            from miner.cli import main as cli
+        finally:
+            signal.signal(signal.SIGINT, previous)
         if pending:
             raise KeyboardInterrupt
-        cli()
+        cli()  # exits on its own, Ctrl-C included (one line, 130)
     except KeyboardInterrupt:
         sys.stderr.write("miner: interrupted\n")
         sys.exit(130)

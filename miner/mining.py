@@ -38,6 +38,7 @@ from stratum.client import (
     StratumClient,
     SubmitLost,
     parse_pool_url,
+    redact_url,
 )
 from stratum.protocol import (
     ConfigureResult,
@@ -54,14 +55,30 @@ from stratum.protocol import (
 )
 
 DEFAULT_DIFFICULTY = 1.0
+DEFAULT_USER = "miner"
 MAX_JOBS = 64  # jobs kept per pool between clean_jobs notifies; a share for an older one counts stale
 
 
 @dataclass(frozen=True)
 class PoolConfig:
+    """A pool to mine on.
+
+    Credentials written into the URL (``stratum+tcp://user:pass@host:port``, as cpuminer and cgminer
+    users write them) are the worker and password unless given apart (``-u``/``-p`` win). The URL
+    kept is the one without them, so no log line, status line or API reply can show the password.
+    """
+
     url: str
-    user: str
-    password: str = "x"
+    user: str | None = None
+    password: str | None = field(default=None, repr=False)
+
+    def __post_init__(self) -> None:
+        parsed = parse_pool_url(self.url)  # ValueError with one line, the password left out
+        object.__setattr__(self, "url", redact_url(self.url.strip()))
+        if self.user is None:
+            object.__setattr__(self, "user", parsed.user if parsed.user is not None else DEFAULT_USER)
+        if self.password is None:
+            object.__setattr__(self, "password", parsed.password if parsed.password is not None else "x")
 
 
 def deposit_bits(value: int, mask: int) -> int:
@@ -102,6 +119,7 @@ class _Pool:
     in_flight: int = 0
     auth_failed: str = ""
     first_failure: str = ""
+    retry_at: float | None = None  # monotonic time of the next connection try while it is down
 
 
 @dataclass(frozen=True)
@@ -280,13 +298,15 @@ class Miner:
             share = event.context
             pool.in_flight -= 1
             if event.sent:  # the pool may have it: sending it again could be a duplicate
-                self.stats.share_result(
-                    "stale", share.work.share_difficulty, st, share.device, "connection lost before the pool replied"
-                )
+                # As cgminer does: a share whose verdict was lost with the connection counts stale.
+                reason = "connection lost before the pool replied"
+                self.stats.share_result("stale", share.work.share_difficulty, st, share.device, reason)
+                self.log(f"pool {url}: share for job {share.work.job_id} counted stale: {reason}")
             elif self._still_valid(share, count=True):
                 pool.queued.append(share)
         elif isinstance(event, ConnectFailed):
             st.status, st.stratum_active = "Dead", False
+            pool.retry_at = time.monotonic() + event.retry_in
             st.get_failures += 1
             if pool.client is not None and not pool.client.ever_ready and not pool.first_failure:
                 pool.first_failure = event.reason
@@ -299,6 +319,7 @@ class Miner:
             self._check_fatal()
         elif isinstance(event, Disconnected):
             st.status, st.stratum_active = "Dead", False
+            pool.retry_at = time.monotonic() + event.retry_in
             if event.reason != "stopped":
                 self.log(f"pool {url}: disconnected ({event.reason}); reconnecting in {event.retry_in:.1f} s")
         elif isinstance(event, ShowMessage):
@@ -407,9 +428,11 @@ class Miner:
         pool = origin.pool
         valid = origin.session == pool.session and _same_job(pool.jobs.get(share.work.job_id, (None,))[0], origin.job)
         if not valid and count:
-            self.stats.share_result(
-                "stale", share.work.share_difficulty, pool.stats, share.device, "job no longer valid"
-            )
+            reason = "its job is no longer valid"
+            if origin.session != pool.session:
+                reason = "the pool's session changed"
+            self.stats.share_result("stale", share.work.share_difficulty, pool.stats, share.device, reason)
+            self.log(f"pool {pool.config.url}: share for job {share.work.job_id} dropped as stale: {reason}")
         return valid
 
     def _on_share(self, share: Share) -> None:
@@ -470,15 +493,15 @@ class Miner:
                 self._enable(pool)
         self._apply()
 
-    def add_pool(self, url: str, user: str, password: str) -> int:
-        parse_pool_url(url)
+    def add_pool(self, url: str, user: str | None, password: str | None) -> int:
+        config = PoolConfig(url, user or None, password or None)
         with self._lock:
-            pool = _Pool(PoolConfig(url, user, password), self.stats.add_pool(url, user))
+            pool = _Pool(config, self.stats.add_pool(config.url, config.user))
             pool.stats.priority = len(self._pools)
             self._pools.append(pool)
             if self._running:
                 self._start_client(pool)
-            self.log(f"added pool {url}")
+            self.log(f"added pool {config.url}")
             return len(self._pools) - 1
 
     def remove_pool(self, index: int) -> None:
@@ -555,10 +578,15 @@ class Miner:
     # --- reading ----------------------------------------------------------------------------------------------------
 
     def pool_summary(self) -> tuple[str, float]:
-        """The pool being mined (URL, or '-' when none) and the difficulty of its newest job."""
+        """The pool being mined (its URL, marked while offline; '-' when none) and its newest job's difficulty."""
         with self._lock:
             pool = self._current
             if pool is None:
                 return "-", 0.0
             entry = pool.jobs.get(pool.job.job_id) if pool.job is not None else None
-            return pool.config.url, entry[1] if entry else pool.difficulty
+            shown = pool.config.url
+            if pool.client is not None and not pool.client.ready:
+                wait = None if pool.retry_at is None else pool.retry_at - time.monotonic()
+                when = f"next try in {wait:.0f} s" if wait is not None and wait >= 0.5 else "connecting"
+                shown += f" (offline, {when})"
+            return shown, entry[1] if entry else pool.difficulty

@@ -8,6 +8,7 @@ credentials are wrong, or the node answered with an RPC error.
 
 from __future__ import annotations
 
+import http.client
 import itertools
 import threading
 from pathlib import Path
@@ -15,6 +16,8 @@ from typing import Any
 from urllib.parse import unquote, urlsplit, urlunsplit
 
 import requests
+
+from stratum.client import redact_url
 
 DEFAULT_TIMEOUT = 30.0
 
@@ -53,9 +56,36 @@ def read_cookie(path: str | Path) -> tuple[str, str]:
     return user, password
 
 
+#: P2P port -> (network, its RPC port): an RPC URL on a P2P port gets 127.0.0.1 banned by the node
+P2P_PORTS = {
+    8333: ("mainnet", 8332),
+    18333: ("testnet3", 18332),
+    48333: ("testnet4", 48332),
+    38333: ("signet", 38332),
+    18444: ("regtest", 18443),
+}
+RPC_PORTS_HINT = "mainnet 8332, testnet 18332, signet 38332, regtest 18443"
+
+
+def _not_http(exc: BaseException) -> bool:
+    """Whether a requests failure means the peer took the connection but did not speak HTTP."""
+    seen, todo = set(), [exc]
+    while todo:
+        e = todo.pop()
+        if id(e) in seen:
+            continue
+        seen.add(id(e))
+        if isinstance(e, (http.client.RemoteDisconnected, http.client.BadStatusLine, ConnectionResetError)):
+            return True
+        todo += [a for a in getattr(e, "args", ()) if isinstance(a, BaseException)]
+        todo += [c for c in (e.__cause__, e.__context__) if c is not None]
+    return False
+
+
 def parse_rpc_url(url: str) -> tuple[str, tuple[str, str] | None]:
     """(URL without credentials, (user, password) or None); ValueError if unusable."""
     parts = urlsplit(url if "://" in url else f"http://{url}")
+    url = redact_url(url)  # the messages below quote it
     if parts.scheme not in ("http", "https"):
         raise ValueError(f"RPC URL must start with http:// or https://, got {url!r}")
     if not parts.hostname:
@@ -64,6 +94,12 @@ def parse_rpc_url(url: str) -> tuple[str, tuple[str, str] | None]:
         port = parts.port
     except ValueError:
         raise ValueError(f"RPC URL has a bad port: {url!r}") from None
+    if port in P2P_PORTS:
+        network, rpc_port = P2P_PORTS[port]
+        raise ValueError(
+            f"RPC URL {url!r}: port {port} is the {network} P2P port, not the RPC port "
+            f"(the {network} RPC port is {rpc_port}); a node bans clients that speak HTTP to its P2P port"
+        )
     host = parts.hostname if ":" not in parts.hostname else f"[{parts.hostname}]"
     netloc = host if port is None else f"{host}:{port}"
     clean = urlunsplit((parts.scheme, netloc, parts.path or "/", parts.query, ""))
@@ -105,8 +141,13 @@ class RpcClient:
             )
         except requests.Timeout:
             raise RpcConnectionError(f"node at {self.url} did not answer {method} in time") from None
-        except requests.ConnectionError:
+        except requests.ConnectionError as exc:
             self._local.session = None
+            if _not_http(exc):
+                raise RpcConnectionError(
+                    f"{self.url} took the connection but gave no HTTP reply: this looks like a node's P2P port "
+                    f"or another service, not its RPC port ({RPC_PORTS_HINT})"
+                ) from None
             raise RpcConnectionError(f"cannot connect to node at {self.url} (is bitcoind running?)") from None
         except requests.RequestException as exc:
             raise RpcConnectionError(f"request to node at {self.url} failed: {type(exc).__name__}") from None

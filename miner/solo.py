@@ -98,9 +98,11 @@ class SoloMiner:
                 return
             self._job = job
             pending, self._pending = self._pending, []
-        self.engine.set_source(self.next_work, clean=clean)
-        for old_job, header, coinbase, share in pending:  # found while the node was away
+        # Blocks found while the node was away go first: once the engine mines the new job, a block of
+        # its own (a regtest node's target takes milliseconds) would move the tip and make them stale.
+        for old_job, header, coinbase, share in pending:
             self._submit(old_job, header, coinbase, share)
+        self.engine.set_source(self.next_work, clean=clean)
 
     def next_work(self) -> Work | None:
         with self._lock:

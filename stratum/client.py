@@ -25,9 +25,9 @@ import threading
 import time
 from collections import deque
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
-from urllib.parse import urlsplit
+from urllib.parse import unquote, urlsplit
 
 from stratum.protocol import (
     BIP320_MASK,
@@ -58,11 +58,22 @@ class PoolUrl:
     host: str
     port: int
     tls: bool
-    url: str
+    url: str  # as shown to the user: never the credentials
     xnsub: bool = False  # cgminer's "#xnsub" suffix: send mining.extranonce.subscribe
+    user: str | None = None  # from ``scheme://user:password@host:port``, as cpuminer and cgminer read it
+    password: str | None = field(default=None, repr=False)
 
     def __str__(self) -> str:
         return self.url
+
+
+def redact_url(url: str) -> str:
+    """The URL without its ``user:password@``, for anything a person or a log may see."""
+    scheme, sep, rest = url.partition("://")
+    if not sep:
+        scheme, rest = "", url
+    authority, slash, tail = rest.partition("/")
+    return f"{scheme}{sep}{authority.rpartition('@')[2]}{slash}{tail}"
 
 
 def parse_pool_url(url: str) -> PoolUrl:
@@ -73,6 +84,7 @@ def parse_pool_url(url: str) -> PoolUrl:
         raise ValueError("empty pool URL")
     if "://" not in text:
         text = "stratum+tcp://" + text
+    url = redact_url(url)  # every message below quotes it
     try:
         parts = urlsplit(text)
         port = parts.port
@@ -94,7 +106,9 @@ def parse_pool_url(url: str) -> PoolUrl:
         raise ValueError(f"bad pool URL {url!r}: the only suffix known is #xnsub")
     host = parts.hostname
     shown = f"[{host}]" if ":" in host else host
-    return PoolUrl(host, port, SCHEMES[scheme], f"{scheme}://{shown}:{port}", parts.fragment == "xnsub")
+    user = unquote(parts.username) if parts.username is not None else None
+    password = unquote(parts.password) if parts.password is not None else None
+    return PoolUrl(host, port, SCHEMES[scheme], f"{scheme}://{shown}:{port}", parts.fragment == "xnsub", user, password)
 
 
 # --- connection-level events ----------------------------------------------------------------------------------------

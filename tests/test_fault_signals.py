@@ -62,14 +62,14 @@ class MinerProcess:
         started = time.monotonic()
         self.proc.send_signal(signum)
         try:
-            out, _ = self.proc.communicate(timeout=15)
+            self.proc.wait(timeout=15)  # not communicate(): stderr is the reader thread's alone
         except subprocess.TimeoutExpired:
             self.proc.kill()
-            out, _ = self.proc.communicate()
-            return float("inf"), out, self.proc.returncode
+            self.proc.wait()
+            return float("inf"), self.proc.stdout.read(), self.proc.returncode
         elapsed = time.monotonic() - started
-        self._reader.join(2)
-        return elapsed, out, self.proc.returncode
+        self._reader.join(10)
+        return elapsed, self.proc.stdout.read(), self.proc.returncode
 
     def kill(self) -> None:
         if self.proc.poll() is None:
@@ -93,7 +93,10 @@ def test_signal_while_mining_stops_cleanly_within_a_second(pool, signum: int) ->
     finally:
         miner.kill()
     assert "Traceback" not in "\n".join(miner.lines)
-    assert code == 0, (code, miner.lines[-5:])
+    # Ctrl-C: the summary, then 130 as shells expect; SIGTERM (a service manager's stop): 0
+    assert code == (130 if signum == signal.SIGINT else 0), (code, miner.lines[-5:])
+    if signum == signal.SIGINT:
+        assert miner.lines[-1] == "miner: interrupted", miner.lines[-3:]
     final = [line for line in out.splitlines() if line.startswith("{")]
     assert final, out
     assert elapsed <= STOP_WITHIN, f"took {elapsed:.2f} s to stop"
@@ -124,23 +127,45 @@ def test_ctrl_c_during_start_up_has_no_traceback(pool, delay: float) -> None:
         miner.kill()
     text = "\n".join(miner.lines)
     assert "Traceback" not in text, text[-2000:]
-    assert code in (0, 1, 130, -signal.SIGINT), code
+    assert code == 130, code
+    assert miner.lines[-1] == "miner: interrupted", miner.lines[-3:]
     assert elapsed <= STOP_WITHIN + 1.0
 
 
+def importing_the_command_modules(pid: int, timeout: float = 30.0) -> bool:
+    """Wait until the process maps numpy's compiled core: the console script's ``main`` has run by then.
+
+    The interpreter's own start-up (``site``, before any line of ours runs) turns Ctrl-C into a
+    traceback of its own; how long it takes depends on the machine's load, so the sweep below is
+    timed from this event, which marks the first moment the project is in control.
+    """
+    maps = f"/proc/{pid}/maps"
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            with open(maps) as f:
+                if "_multiarray_umath" in f.read():
+                    return True
+        except OSError:
+            return False
+        time.sleep(0.002)
+    return False
+
+
+@pytest.mark.skipif(not os.path.exists("/proc/self/maps"), reason="needs Linux /proc to see the imports start")
 def test_ctrl_c_while_importing_has_no_traceback(pool) -> None:
-    """Ctrl-C in the first 0.3 s, while the interpreter imports the command modules."""
-    tracebacks = []
-    for delay in [0.04 + 0.02 * i for i in range(14)]:  # 0.04 .. 0.30 s
+    """Ctrl-C at 0 to 0.3 s into the command modules' imports (numpy, numba, llvmlite), every 20 ms."""
+    outcomes = {}
+    for delay in [0.02 * i for i in range(16)]:  # 0 .. 0.30 s
         miner = MinerProcess("-o", pool.url)
         try:
+            assert importing_the_command_modules(miner.proc.pid), "numpy never loaded"
             time.sleep(delay)
-            miner.stop_with(signal.SIGINT)
+            _, _, code = miner.stop_with(signal.SIGINT)
         finally:
             miner.kill()
-        if "Traceback" in "\n".join(miner.lines):
-            tracebacks.append(delay)
-    assert tracebacks == []
+        outcomes[delay] = (code, miner.lines[-1:])
+    assert all(o == (130, ["miner: interrupted"]) for o in outcomes.values()), outcomes
 
 
 @pytest.mark.skipif(os.name != "posix", reason="process groups are POSIX")

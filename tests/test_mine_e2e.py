@@ -397,3 +397,35 @@ def test_set_extranonce_moves_work_to_the_new_extranonce1():
     )
     late = [(t, v) for t, _, v in pool.submits if t > changed + 0.3]
     assert late and all(v == "accepted" for _, v in late)
+
+
+def test_status_shows_an_offline_pool_and_a_lost_verdict_is_logged_stale():
+    class NoReplies(ScriptedPool):
+        """Takes submits and never answers them: the pool dies with the verdicts."""
+
+        def _handle(self, s, event):
+            from stratum.protocol import Submit
+
+            if isinstance(event, Submit):
+                with self._lock:
+                    self.submits.append((time.monotonic(), event, "unanswered"))
+                return
+            super()._handle(s, event)
+
+    pool = NoReplies(difficulty=DIFFICULTY).start()
+    lines: list[str] = []
+    miner, _ = make_miner([pool.url], log=lines.append, backoff_initial=5.0, backoff_max=5.0)
+    try:
+        miner.start()
+        assert wait_for(lambda: len(pool.submits) >= 1)
+        assert miner.pool_summary()[0] == pool.url  # online: the URL alone
+        pool.kill()
+        assert wait_for(lambda: "(offline" in miner.pool_summary()[0])
+        shown = miner.pool_summary()[0]
+        assert shown.startswith(pool.url) and ("next try in" in shown or "connecting" in shown), shown
+    finally:
+        miner.stop(0.1)
+        pool.kill()
+    stale_lines = [line for line in lines if "counted stale: connection lost before the pool replied" in line]
+    assert stale_lines and all("share for job " in line for line in stale_lines)
+    assert miner.stats.snapshot()["stale"] == len(stale_lines)

@@ -82,12 +82,14 @@ class _Session:
         self.session_id = extranonce1.hex()
         self.lock = threading.Lock()
 
-    def send(self, data: bytes) -> None:
+    def send(self, data: bytes) -> bool:
+        """True once the bytes are with the kernel: they then reach the miner ahead of any close."""
         with self.lock:
             try:
                 self.sock.sendall(data)
+                return True
             except OSError:
-                pass
+                return False
 
 
 class ScriptedPool:
@@ -253,12 +255,13 @@ class ScriptedPool:
             s.send(conn.reply_result(event.request_id, True))
         elif isinstance(event, Submit):
             verdict, code = self._check(s, event)
+            reply = conn.reply_submit(event.request_id) if code is None else conn.reply_error(event.request_id, code, verdict)
+            # A verdict counts only once the reply is on its way: a pool that dies between judging a
+            # share and answering has told the miner nothing, so neither side may count it accepted.
+            if not s.send(reply):
+                verdict = f"{verdict}, reply lost"
             with self._lock:
                 self.submits.append((time.monotonic(), event, verdict))
-            if code is None:
-                s.send(conn.reply_submit(event.request_id))
-            else:
-                s.send(conn.reply_error(event.request_id, code, verdict))
         elif isinstance(event, ProtocolViolation) and event.request_id is not None:
             s.send(conn.reply_error(event.request_id, event.code, event.reason))
 
