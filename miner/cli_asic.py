@@ -56,9 +56,9 @@ def fleet_options(func):
     func = click.option(
         "--workers", type=click.IntRange(1, 1024), default=64, show_default=True, help="hosts queried at once"
     )(func)
-    func = click.option(
-        "--timeout", type=Number(0.05, 120), default=3.0, show_default=True, help="seconds per host"
-    )(func)
+    func = click.option("--timeout", type=Number(0.05, 120), default=3.0, show_default=True, help="seconds per host")(
+        func
+    )
     func = click.option(
         "--port",
         "-p",

@@ -152,9 +152,7 @@ def scan(header_hex, target, bits, difficulty, start, count, backend, threads, d
 
 @click.command()
 @backend_options
-@click.option(
-    "--seconds", "-s", type=Number(min=0.1), default=5.0, show_default=True, help="how long to mine"
-)
+@click.option("--seconds", "-s", type=Number(min=0.1), default=5.0, show_default=True, help="how long to mine")
 @click.option("--json", "as_json", is_flag=True, help="print one JSON object")
 def bench(backend, threads, device, lanes, seconds, as_json) -> None:
     """Measure nonce throughput beside the plain hashlib loop, in one run."""

@@ -82,9 +82,7 @@ class _Output:
 @click.option("-p", "--pass", "passwords", multiple=True, metavar="PASS", help="password, one per -o")
 @backend_options
 @click.option("--version-rolling", is_flag=True, help="ask pools for BIP 310 version rolling")
-@click.option(
-    "--duration", type=Positive, default=None, metavar="S", help="stop after S seconds"
-)
+@click.option("--duration", type=Positive, default=None, metavar="S", help="stop after S seconds")
 @click.option("--json", "as_json", is_flag=True, help="print the final counts as one JSON line on stdout")
 @click.option("--no-verify-tls", is_flag=True, help="accept any TLS certificate (self-signed regtest pools)")
 @click.option(

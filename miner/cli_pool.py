@@ -11,7 +11,7 @@ import time
 
 import click
 
-from miner.cli_common import CliError, Interrupted, Number, Positive, parse_listen
+from miner.cli_common import CliError, Interrupted, NonNegative, Number, Positive, parse_listen
 from miner.pool import DEFAULT_DIFFICULTY, REGTEST_NBITS, EmbeddedChain, EmbeddedPool, JobSource
 from stratum.client import redact_url
 
@@ -22,8 +22,6 @@ class _Terminated(Exception):
 
 def _terminate(signum, frame) -> None:
     raise _Terminated
-
-
 
 
 def tls_context(cert: str | None, key: str | None) -> ssl.SSLContext | None:
@@ -97,7 +95,7 @@ def node_job_source(rpc_url: str, rpc_cookie: str | None, script: bytes | None, 
     show_default=True,
     help="network target of the embedded chain, as compact nBits hex",
 )
-@click.option("--duration", type=Positive, default=None, help="stop after S seconds")
+@click.option("--duration", type=NonNegative, default=None, help="stop after S seconds (0: set up, then stop)")
 @click.option("--json", "as_json", is_flag=True, help="print a JSON summary as the last line (with --duration)")
 @click.option(
     "--rpc-url", default=None, help="take jobs from this node's getblocktemplate (http://USER:PASS@HOST:PORT)"

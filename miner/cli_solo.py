@@ -42,9 +42,7 @@ def _address_script(address: str, chain: str | None) -> bytes:
 @click.option("--address", "-a", required=True, metavar="ADDR", help="payout address for the coinbase")
 @backend_options
 @click.option("--blocks", type=click.IntRange(min=1), default=None, help="stop after N accepted blocks")
-@click.option(
-    "--duration", type=Positive, default=None, metavar="S", help="stop after S seconds"
-)
+@click.option("--duration", type=Positive, default=None, metavar="S", help="stop after S seconds")
 @click.option("--json", "as_json", is_flag=True, help="print a JSON summary line at the end")
 @click.option("--no-longpoll", is_flag=True, help="poll for new templates instead of long polling")
 def solo(rpc_url, rpc_cookie, address, backend, threads, device, lanes, blocks, duration, as_json, no_longpoll):

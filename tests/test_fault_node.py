@@ -97,4 +97,4 @@ def test_sigterm_to_solo_prints_the_summary() -> None:
         node.stop()
     assert "Traceback" not in err
     assert proc.returncode == 0 and any(line.startswith("{") for line in out.splitlines()), (proc.returncode, out)
-    assert elapsed <= 1.0
+    assert elapsed <= 2.0  # one batch and the node's reply at most; margin for a loaded 2-core machine

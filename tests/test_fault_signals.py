@@ -13,7 +13,9 @@ from commands import MINER
 
 from miner.pool import EmbeddedChain, EmbeddedPool
 
-STOP_WITHIN = 1.0
+# The miner's own stop takes at most 0.5 s of waiting for in-flight verdicts plus one ~0.1 s kernel
+# batch; the rest of this margin is for a 2-core machine whose cores a benchmark is holding.
+STOP_WITHIN = 2.0
 
 
 def backend() -> str:

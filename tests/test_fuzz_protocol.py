@@ -146,10 +146,19 @@ def _subscribed_server() -> ServerConnection:
 
 
 def _events(conn, pieces: list[bytes]) -> list[Event]:
+    """Feed a stream in pieces. An empty stream is no piece at all: ``receive_data(b"")`` is the
+    end-of-stream signal (as in h11), which a stream of zero bytes cut into pieces never sends."""
     out: list[Event] = []
     for piece in pieces:
-        out.extend(conn.receive_data(piece))
+        if piece:
+            out.extend(conn.receive_data(piece))
     return out
+
+
+def test_an_empty_stream_is_no_events_and_end_of_stream_is_closed() -> None:
+    for make in (ClientConnection, ServerConnection, _subscribed_client, _subscribed_server):
+        assert _events(make(), [b""]) == _events(make(), _chunks(b"", [0, 5])) == []
+        assert [type(e).__name__ for e in make().receive_data(b"")] == ["ConnectionClosed"]
 
 
 def _shape(events: list[Event]) -> list[tuple]:

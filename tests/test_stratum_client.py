@@ -255,7 +255,11 @@ class ScriptedPool:
             s.send(conn.reply_result(event.request_id, True))
         elif isinstance(event, Submit):
             verdict, code = self._check(s, event)
-            reply = conn.reply_submit(event.request_id) if code is None else conn.reply_error(event.request_id, code, verdict)
+            reply = (
+                conn.reply_submit(event.request_id)
+                if code is None
+                else conn.reply_error(event.request_id, code, verdict)
+            )
             # A verdict counts only once the reply is on its way: a pool that dies between judging a
             # share and answering has told the miner nothing, so neither side may count it accepted.
             if not s.send(reply):
