@@ -33,7 +33,11 @@ def _header_arg(header_hex: str) -> bytes:
 
 
 def find_nonce(engine: Engine, header: bytes, target: int, nonce_end: int = NONCE_LIMIT) -> bytes | None:
-    """Scan nonces 0.. on every device until one meets ``target``; the header with it, or None."""
+    """The header with the lowest nonce that meets ``target``, or None: the same on every backend and thread count.
+
+    Ranges go out in increasing order, so once a hit is in, every lower nonce is in a range already
+    handed out. Handing out no more and letting those finish leaves the lowest hit among those found.
+    """
     found: list[bytes] = []
     done = threading.Event()
 
@@ -48,9 +52,11 @@ def find_nonce(engine: Engine, header: bytes, target: int, nonce_end: int = NONC
     try:
         while not done.wait(0.2):
             pass
+        engine.set_source(None)
+        engine.wait_idle()
     finally:
         engine.stop()
-    return min(found, key=lambda h: h[76:]) if found else None
+    return min(found, key=lambda h: int.from_bytes(h[76:], "little")) if found else None
 
 
 @click.command()

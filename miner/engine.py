@@ -154,6 +154,11 @@ class Engine:
         for t in self._threads:
             t.join(max(0.0, deadline - time.monotonic()))
 
+    def wait_idle(self, timeout: float | None = None) -> bool:
+        """Block until no range is being scanned (after ``set_source(None)``: every range handed out is done)."""
+        with self._cond:
+            return self._cond.wait_for(lambda: self._in_flight == 0, timeout)
+
     def wait_exhausted(self, timeout: float | None = None) -> bool:
         """Block until the source returned None and all ranges are scanned."""
         with self._cond:

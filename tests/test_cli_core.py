@@ -111,3 +111,22 @@ def test_find_nonce_reports_exhaustion():
     engine = Engine.for_backend("cpu", threads=2)
     assert find_nonce(engine, bytes.fromhex(REGTEST_GENESIS), target=1, nonce_end=300_000) is None
     assert engine.stats.total_hashes == 300_000
+
+
+# The tutorial's section-2 header: hits at nonces 46,714, 179,096 and 182,530 below 200,000. In byte
+# order (the nonce's little-endian bytes) 182,530 (02c90200) sorts before 46,714 (7ab60000).
+TUTORIAL_HEADER = (
+    "0100000000000000000000000000000000000000000000000000000000000000000000003ba3edfd7a7b12b27ac72c3e67768f617f"
+    "c81bc3888a51323a9fb8aa4b1e5e4adae5494dffff001f00000000"
+)
+
+
+@pytest.mark.parametrize("threads", ["1", "2"])
+def test_grind_returns_the_lowest_winning_nonce(threads):
+    scanned = CliRunner().invoke(main, ["scan", TUTORIAL_HEADER, "--bits", "1f00ffff", "--count", "200000"])
+    hits = [json.loads(line)["nonce"] for line in scanned.stdout.splitlines()]
+    assert hits[0] == 46714 and 182530 in hits  # the first hit is not the lowest in byte order
+    ground = CliRunner().invoke(main, ["grind", "-t", threads, TUTORIAL_HEADER])
+    assert ground.exit_code == 0, ground.output
+    solved = bytes.fromhex(ground.stdout.strip())
+    assert int.from_bytes(solved[76:], "little") == hits[0]
