@@ -193,6 +193,9 @@ def mine(
     snap = stats.snapshot()
     if miner is not None and miner.fatal and not interrupted:
         raise CliError(miner.fatal)
+    if miner is not None and not miner.got_job and not interrupted:
+        last = "; ".join(miner.last_errors())
+        raise CliError("mined nothing: no pool ever sent a job" + (f" ({last})" if last else ""))
     if as_json:
         keys = ("accepted", "rejected", "stale", "hw_errors", "hashes", "blocks")
         result = {k: snap[k] for k in keys}

@@ -177,6 +177,7 @@ class Miner:
         self._running = False
         self._quit = threading.Event()
         self.fatal: str | None = None
+        self.got_job = False  # whether any pool ever sent a job: a run without one mined nothing
         engine.on_share = self._on_share
         for p in pools:
             self._pools.append(_Pool(p, self.stats.add_pool(p.url, p.user)))
@@ -277,6 +278,7 @@ class Miner:
                 del pool.jobs[dropped]
                 pool.seen = {key for key in pool.seen if key[0] != dropped}
             pool.job = job
+            self.got_job = True
             st.difficulty = pool.difficulty
             if job.clean_jobs:
                 self.log(f"pool {url}: new block, job {job.job_id} (difficulty {pool.difficulty:g})")
@@ -577,6 +579,11 @@ class Miner:
 
     # --- reading ----------------------------------------------------------------------------------------------------
 
+    def last_errors(self) -> list[str]:
+        """Each pool's latest connection failure, as 'URL: reason' (none for a pool that never failed)."""
+        with self._lock:
+            return [f"{p.config.url}: {p.client.last_error}" for p in self._pools if p.client and p.client.last_error]
+
     def pool_summary(self) -> tuple[str, float]:
         """The pool being mined (its URL, marked while offline; '-' when none) and its newest job's difficulty."""
         with self._lock:
@@ -590,3 +597,10 @@ class Miner:
                 when = f"next try in {wait:.0f} s" if wait is not None and wait >= 0.5 else "connecting"
                 shown += f" (offline, {when})"
             return shown, entry[1] if entry else pool.difficulty
+
+    # --- reading for the cgminer API (read-only) --------------------------------------------------------------------
+
+    def pool_jobs(self) -> list[tuple[PoolStats, StratumJob | None]]:
+        """Each pool's stats with its newest job (None before its first notify), in ``stats.pools`` order."""
+        with self._lock:
+            return [(pool.stats, pool.job) for pool in self._pools]

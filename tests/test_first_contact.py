@@ -240,3 +240,28 @@ def test_a_server_that_does_not_speak_http_is_called_out():
             RpcClient(f"http://u:p@127.0.0.1:{port}", timeout=10).call("getblockchaininfo")
     finally:
         listener.close()
+
+
+def test_a_run_that_never_held_a_job_exits_non_zero():
+    """A server that takes the connection and closes it at once (not a pool): nothing was mined."""
+    listener = socket.create_server(("127.0.0.1", 0))
+    listener.settimeout(0.5)
+    port = listener.getsockname()[1]
+    stop = threading.Event()
+
+    def serve() -> None:
+        while not stop.is_set():
+            try:
+                conn, _ = listener.accept()
+            except OSError:
+                continue
+            conn.close()
+
+    threading.Thread(target=serve, daemon=True).start()
+    try:
+        result = run("mine", "-o", f"127.0.0.1:{port}", "--duration", "2", "-t", "1", "-b", backend(), "--json")
+    finally:
+        stop.set()
+        listener.close()
+    assert result.returncode == 1, result
+    assert result.stderr.strip().splitlines()[-1].startswith("miner: error: mined nothing: no pool ever sent a job")
