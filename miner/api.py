@@ -24,7 +24,10 @@ from dataclasses import dataclass, field
 from typing import Protocol
 
 from miner import __version__
+from miner.block import bits_to_difficulty
 from miner.stats import PoolStats, Stats
+from miner.work import stratum_prevhash_to_internal
+from stratum.client import redact_url
 
 API_VERSION = "3.7"  # the cgminer API version whose reply shapes we follow
 MINER_NAME = "sha256d-miner"
@@ -33,7 +36,11 @@ LOG_INTERVAL = 5  # cgminer names its short hash rate after --log-interval: "MHS
 
 
 class MinerControl(Protocol):
-    """What the API needs from the running miner (implemented by miner/mining.py)."""
+    """What the API needs from the running miner (implemented by miner/mining.py).
+
+    Optional: ``pool_jobs()``, each pool's stats with its newest job (an object with the notify's hex
+    ``prevhash``, ``coinb1``, ``version`` and ``nbits``), from which the block fields are read.
+    """
 
     stats: Stats
     started_wall: float
@@ -71,6 +78,18 @@ def mhs(v: float) -> Num:
 
 def diff(v: float) -> Num:
     return Num(v, "%.8f")
+
+
+def diff_count(v: float) -> int | Num:
+    """A difficulty total api.c prints as an integer (Best Share, Diff1 Work, Diff1 Shares).
+
+    From 1 up, its whole part, as cgminer's integer counters (never more than was found). Below 1 (share
+    difficulties under 1: regtest, test pools, a CPU's vardiff) the integer would read 0, as if nothing had
+    been found; such a value is printed with difficulty precision instead, still a JSON number.
+    """
+    if not math.isfinite(v) or v <= 0:
+        return 0
+    return int(v) if v >= 1 else diff(v)
 
 
 def percent(ratio: float) -> Num:
@@ -206,8 +225,26 @@ def _pool_status(pool: PoolStats) -> str:
     return "Disabled" if not pool.enabled else pool.status
 
 
+def _shown_url(url: str) -> str:
+    """A pool URL as a reply may show it: never with the ``user:password@`` a URL can carry."""
+    return redact_url(url)
+
+
 def _stratum_url(url: str) -> str:
-    return url.split("://", 1)[-1]
+    return _shown_url(url).split("://", 1)[-1]
+
+
+def _observe_jobs(control: MinerControl) -> None:
+    """Read each pool's newest job into the stats (heights, versions, new blocks) when the miner offers them.
+
+    Stats.job_seen ignores a job it has seen, so this only fills what was not recorded when the job came.
+    """
+    pool_jobs = getattr(control, "pool_jobs", None)
+    if pool_jobs is None:
+        return
+    for pool, job in pool_jobs():
+        if job is not None:
+            control.stats.job_seen(pool, job)
 
 
 def _ratio(part: float, whole: float) -> float:
@@ -215,14 +252,22 @@ def _ratio(part: float, whole: float) -> float:
 
 
 def cmd_version(ctx: Context, param: str | None) -> Result:
+    # cgminer answers {"CGMiner": its version, "API": ...}; firmware built on it answers under its own name
+    # (bmminer: "BMMiner", then "Miner" for the firmware and "Type" for the model; "BMMiner versions").
+    # This miner is not cgminer, so there is no "CGMiner" key: tools read that key as a cgminer release
+    # (pyasic's CGMiner backend takes it as the firmware version) and would show "CGMiner 0.1.0", which
+    # never existed. What tools use to recognise a cgminer-family reply stays: STATUS code 22, the VERSION
+    # section, and "API" (pyasic reads it for the API version). "Miner" names us with our version, as
+    # LuxOS's "Miner" does and as pyasic reads it; "Type" is the name alone (pyasic and our fleet view show
+    # it as the model). pyasic's detector looks for known firmware names in the reply; it finds none of
+    # theirs here, so it reports an unknown miner, which is true.
     record: Record = [
-        ("CGMiner", __version__),
-        ("API", API_VERSION),
         ("Miner", f"{MINER_NAME} {__version__}"),
+        ("API", API_VERSION),
         ("Type", MINER_NAME),
         ("Backend", ctx.control.backend_name),
     ]
-    return Result(ok(MSG_VERSION, "CGMiner versions"), "VERSION", [record], text_header=True)
+    return Result(ok(MSG_VERSION, f"{MINER_NAME} versions"), "VERSION", [record], text_header=True)
 
 
 def cmd_config(ctx: Context, param: str | None) -> Result:
@@ -249,10 +294,11 @@ def cmd_summary(ctx: Context, param: str | None) -> Result:
     stats = ctx.control.stats
     snap = stats.snapshot()
     elapsed = max(snap["elapsed"], 1e-9)
+    _observe_jobs(ctx.control)
     shares = stats.shares
     mh = {w: stats.hashrate(w) / 1e6 for w in ("5s", "1m", "5m", "15m", "av")}
-    diff_total = shares.diff_accepted + shares.diff_rejected + shares.diff_stale
-    diff1 = shares.diff_accepted + shares.diff_rejected + shares.diff_stale  # shares counted in diff-1 units
+    diff_total = shares.diff_accepted + shares.diff_rejected + shares.diff_stale  # what went to the pools
+    diff1 = shares.diff1  # the shares found, in diff-1 units (cgminer's total_diff1)
     pools = stats.pools
     record: Record = [
         ("Elapsed", int(round(snap["elapsed"]))),
@@ -274,18 +320,18 @@ def cmd_summary(ctx: Context, param: str | None) -> Result:
         ("Get Failures", sum(p.get_failures for p in pools)),
         ("Local Work", stats.works),
         ("Remote Failures", sum(p.remote_failures for p in pools)),
-        ("Network Blocks", 0),
+        ("Network Blocks", stats.network_blocks),
         ("Total MH", mhtotal(snap["hashes"] / 1e6)),
         ("Work Utility", mhs(diff1 / elapsed * 60)),
         ("Difficulty Accepted", diff(shares.diff_accepted)),
         ("Difficulty Rejected", diff(shares.diff_rejected)),
         ("Difficulty Stale", diff(shares.diff_stale)),
-        ("Best Share", int(stats.best_share)),
+        ("Best Share", diff_count(stats.best_share)),
         ("Device Hardware%", percent(_ratio(stats.hw_errors, stats.hw_errors + diff1))),
         ("Device Rejected%", percent(_ratio(shares.diff_rejected, diff1))),
         ("Pool Rejected%", percent(_ratio(shares.diff_rejected, diff_total))),
         ("Pool Stale%", percent(_ratio(shares.diff_stale, diff_total))),
-        ("Last getwork", int(shares.last_share_time)),
+        ("Last getwork", int(stats.last_getwork)),
     ]
     return Result(ok(MSG_SUMM, "Summary"), "SUMMARY", [record], text_header=True)
 
@@ -302,14 +348,13 @@ def cmd_devs(ctx: Context, param: str | None) -> Result:
     if not rows:
         return Result(err(MSG_NODEVS, "No GPUs/CPUs"))
     records = []
-    now = time.time()
     for index, (name, dev) in enumerate(rows):
         kind = _device_kind(dev)
         short, dev_id = _name_and_id(name, index)
         runtime = max(stats.elapsed(), 1.0)
         total_mh = dev.meter.total / 1e6
         sh = dev.shares
-        diff1 = sh.diff_accepted + sh.diff_rejected + sh.diff_stale
+        diff1 = sh.diff1
         rate = {w: stats.device_hashrate(name, w) / 1e6 for w in ("5s", "1m", "5m", "15m", "av")}
         records.append(
             [
@@ -328,14 +373,14 @@ def cmd_devs(ctx: Context, param: str | None) -> Result:
                 ("Rejected", sh.rejected),
                 ("Hardware Errors", dev.hw_errors),
                 ("Utility", mhs(sh.accepted / runtime * 60)),
-                ("Last Share Pool", ctx.control.current_pool() if sh.last_share_time else -1),
+                ("Last Share Pool", stats.pool_index(dev.last_share_pool) if sh.last_share_time else -1),
                 ("Last Share Time", int(sh.last_share_time)),
                 ("Total MH", mhtotal(total_mh)),
-                ("Diff1 Work", int(diff1)),
+                ("Diff1 Work", diff_count(diff1)),
                 ("Difficulty Accepted", diff(sh.diff_accepted)),
                 ("Difficulty Rejected", diff(sh.diff_rejected)),
                 ("Last Share Difficulty", diff(sh.last_share_difficulty)),
-                ("Last Valid Work", int(dev.last_valid_work or now)),
+                ("Last Valid Work", int(dev.last_valid_work or ctx.control.started_wall)),
                 ("Device Hardware%", percent(_ratio(dev.hw_errors, dev.hw_errors + diff1))),
                 ("Device Rejected%", percent(_ratio(sh.diff_rejected, diff1))),
                 ("Device Elapsed", int(round(runtime))),
@@ -348,16 +393,17 @@ def cmd_pools(ctx: Context, param: str | None) -> Result:
     pools = list(ctx.control.stats.pools)
     if not pools:
         return Result(err(MSG_NOPOOL, "No pools"))
+    _observe_jobs(ctx.control)
     current = ctx.control.current_pool()
     records = []
     for index, pool in enumerate(pools):
         sh = pool.shares
-        total = sh.diff_accepted + sh.diff_rejected + sh.diff_stale
+        total = sh.diff1
         active = pool.stratum_active or (index == current and pool.status == "Alive")
         records.append(
             [
                 ("POOL", index),
-                ("URL", pool.url),
+                ("URL", _shown_url(pool.url)),
                 ("Status", _pool_status(pool)),
                 ("Priority", pool.priority),
                 ("Quota", 1),
@@ -372,7 +418,7 @@ def cmd_pools(ctx: Context, param: str | None) -> Result:
                 ("Remote Failures", pool.remote_failures),
                 ("User", pool.user),
                 ("Last Share Time", int(sh.last_share_time)),
-                ("Diff1 Shares", int(total)),
+                ("Diff1 Shares", diff_count(total)),
                 ("Proxy Type", ""),
                 ("Proxy", ""),
                 ("Difficulty Accepted", diff(sh.diff_accepted)),
@@ -386,12 +432,12 @@ def cmd_pools(ctx: Context, param: str | None) -> Result:
                 ("Stratum Difficulty", diff(pool.difficulty if active else 0.0)),
                 ("Has Vmask", pool.has_version_rolling),
                 ("Has GBT", False),
-                ("Best Share", int(pool.best_share)),
+                ("Best Share", diff_count(pool.best_share)),
                 ("Pool Rejected%", percent(_ratio(sh.diff_rejected, total))),
                 ("Pool Stale%", percent(_ratio(sh.diff_stale, total))),
                 ("Bad Work", 0),
-                ("Current Block Height", 0),
-                ("Current Block Version", 0),
+                ("Current Block Height", pool.current_height),
+                ("Current Block Version", pool.current_version),
                 ("Last Reason", pool.last_reason),
             ]
         )
@@ -403,8 +449,7 @@ def _stats_records(ctx: Context, with_pools: bool) -> list[Record]:
     stats = ctx.control.stats
     elapsed = int(round(stats.elapsed()))
     records: list[Record] = [
-        [
-            ("CGMiner", __version__),
+        [  # bmminer's first entry ({"BMMiner": ..., "Miner": ..., ...}) without a cgminer name: see cmd_version
             ("Miner", f"{MINER_NAME} {__version__}"),
             ("CompileTime", ""),
             ("Type", f"{MINER_NAME} ({ctx.control.backend_name})"),
@@ -466,14 +511,32 @@ def cmd_estats(ctx: Context, param: str | None) -> Result:
     return Result(ok(MSG_MINESTATS, "CGMiner stats"), "STATS", _stats_records(ctx, False))
 
 
+def _block_hash_display(prevhash: str) -> str:
+    """A notify's previous-block hash (word-swapped hex) as block explorers show it."""
+    try:
+        return stratum_prevhash_to_internal(prevhash)[::-1].hex()
+    except ValueError:
+        return ""
+
+
 def cmd_coin(ctx: Context, param: str | None) -> Result:
     control = ctx.control
+    stats = control.stats
+    _observe_jobs(control)
+    pools = stats.pools
+    current = control.current_pool()
+    pool = pools[current] if 0 <= current < len(pools) else None
+    nbits = pool.nbits if pool is not None else 0
+    try:
+        network_difficulty = bits_to_difficulty(nbits) if nbits else 0.0
+    except (ValueError, ZeroDivisionError):
+        network_difficulty = 0.0
     record: Record = [
         ("Hash Method", "sha256"),
-        ("Current Block Time", timeval(float(getattr(control, "current_block_time", 0.0) or 0.0))),
-        ("Current Block Hash", str(getattr(control, "current_block_hash", "") or "")),
+        ("Current Block Time", timeval(stats.block_time(pool.prevhash) if pool is not None else 0.0)),
+        ("Current Block Hash", _block_hash_display(pool.prevhash) if pool is not None and pool.prevhash else ""),
         ("LP", False),
-        ("Network Difficulty", diff(float(getattr(control, "network_difficulty", 0.0) or 0.0))),
+        ("Network Difficulty", diff(network_difficulty)),
     ]
     return Result(ok(MSG_MINECOIN, "CGMiner coin"), "COIN", [record], text_header=True)
 
@@ -548,18 +611,21 @@ def cmd_lcd(ctx: Context, param: str | None) -> Result:
     pools = stats.pools
     current = ctx.control.current_pool()
     pool = pools[current] if 0 <= current < len(pools) else None
+    # as api.c's lcddata: the last share of the pool that had the latest, the latest valid work of any device
+    last = max(pools, key=lambda p: p.shares.last_share_time, default=None)
+    last_valid = max((d.last_valid_work for d in stats.devices.values()), default=0.0)
     record: Record = [
         ("Elapsed", int(round(stats.elapsed()))),
         ("GHS av", mhs(stats.hashrate("av") / 1e9)),
         ("GHS 5m", mhs(stats.hashrate("5m") / 1e9)),
         ("GHS 5s", mhs(stats.hashrate("5s") / 1e9)),
         ("Temperature", Num(0.0, "%.2f")),
-        ("Last Share Difficulty", diff(stats.shares.last_share_difficulty)),
-        ("Last Share Time", int(stats.shares.last_share_time)),
-        ("Best Share", int(stats.best_share)),
-        ("Last Valid Work", int(stats.shares.last_share_time)),
+        ("Last Share Difficulty", diff(last.shares.last_share_difficulty if last else 0.0)),
+        ("Last Share Time", int(last.shares.last_share_time if last else 0)),
+        ("Best Share", diff_count(stats.best_share)),
+        ("Last Valid Work", int(last_valid)),
         ("Found Blocks", stats.found_blocks),
-        ("Current Pool", pool.url if pool else "none"),
+        ("Current Pool", _shown_url(pool.url) if pool else "none"),
         ("User", pool.user if pool else ""),
     ]
     return Result(ok(MSG_LCD, "LCD"), "LCD", [record], text_header=True)
@@ -600,7 +666,7 @@ def _pool_id(ctx: Context, param: str | None) -> tuple[int | None, Result | None
 
 def _pool_url(ctx: Context, index: int) -> str:
     pools = ctx.control.stats.pools
-    return pools[index].url if 0 <= index < len(pools) else ""
+    return _shown_url(pools[index].url) if 0 <= index < len(pools) else ""
 
 
 def cmd_switchpool(ctx: Context, param: str | None) -> Result:
@@ -640,14 +706,16 @@ def cmd_addpool(ctx: Context, param: str | None) -> Result:
     if not param:
         return Result(err(MSG_MISPDP, "Missing addpool details"))
     parts = split_escaped(param)
+    # cgminer echoes the details; the echo here leaves out the password and any in the URL
+    shown = ",".join([_shown_url(parts[0]), *parts[1:2]])
     if len(parts) < 3 or not parts[0]:
-        return Result(err(MSG_INVPDP, f"Invalid addpool details '{param}'"))
+        return Result(err(MSG_INVPDP, f"Invalid addpool details '{shown}'"))
     url, user, password = parts[0], parts[1], ",".join(parts[2:])
     try:
         index = ctx.control.add_pool(url, user, password)
     except ValueError as exc:
-        return Result(err(MSG_INVPDP, f"Invalid addpool details '{param}': {exc}"))
-    return Result(ok(MSG_ADDPOOL, f"Added pool {index}: '{url}'"))
+        return Result(err(MSG_INVPDP, f"Invalid addpool details '{shown}': {exc}"))
+    return Result(ok(MSG_ADDPOOL, f"Added pool {index}: '{_shown_url(url)}'"))
 
 
 def cmd_removepool(ctx: Context, param: str | None) -> Result:
@@ -737,9 +805,7 @@ def cmd_zero(ctx: Context, param: str | None) -> Result:
     if what_l == "all":
         stats.zero()
     else:
-        stats.best_share = 0.0
-        for pool in stats.pools:
-            pool.best_share = 0.0
+        stats.zero_best_share()
     label = "All" if what_l == "all" else "BestShare"
     if flag == "t":
         return Result(ok(MSG_ZERSUM, f"Zeroed {label} stats with summary"))

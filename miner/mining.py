@@ -279,6 +279,7 @@ class Miner:
                 pool.seen = {key for key in pool.seen if key[0] != dropped}
             pool.job = job
             self.got_job = True
+            self.stats.job_seen(st, job)  # network blocks, block height and version for the API
             st.difficulty = pool.difficulty
             if job.clean_jobs:
                 self.log(f"pool {url}: new block, job {job.job_id} (difficulty {pool.difficulty:g})")
@@ -448,6 +449,7 @@ class Miner:
             if key in pool.seen:
                 return
             pool.seen.add(key)
+            self.stats.share_found(share.difficulty, pool.stats)  # the pool's best share
             if not self._still_valid(share, count=True):
                 return
         self._submit(share)

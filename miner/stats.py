@@ -9,10 +9,55 @@ from __future__ import annotations
 
 import threading
 import time
-from collections import deque
+from collections import OrderedDict, deque
 from dataclasses import dataclass, field
 
 WINDOWS = {"5s": 5.0, "1m": 60.0, "5m": 300.0, "15m": 900.0}
+BLOCKS_REMEMBERED = 32  # prevhashes kept to tell a new block from one already counted (cgminer keeps 6)
+
+
+def coinbase_height(coinb1_hex: str) -> int | None:
+    """The BIP 34 height pushed first in the coinbase scriptSig that ``coinb1`` starts, or None.
+
+    ``coinb1`` is the non-witness coinbase up to the extranonce: version, one input whose null prevout
+    is followed by the scriptSig length and the script, which BIP 34 makes begin with the height:
+    OP_0, OP_1..OP_16, or a push of 1..8 bytes of CScriptNum (little-endian, sign bit on top).
+    """
+    try:
+        raw = bytes.fromhex(coinb1_hex)
+    except (TypeError, ValueError):
+        return None
+    pos = 4  # version
+    if raw[pos : pos + 2] == b"\x00\x01":  # a witness serialisation's marker and flag
+        pos += 2
+    if raw[pos : pos + 1] != b"\x01":  # a coinbase has exactly one input
+        return None
+    pos += 1 + 36  # input count, null prevout
+    length = raw[pos : pos + 1]
+    if not length or length[0] >= 0xFD:  # the scriptSig is at most 100 bytes: a one-byte length
+        return None
+    pos += 1
+    op = raw[pos : pos + 1]
+    if not op:
+        return None
+    if op[0] == 0x00:
+        return 0
+    if 0x51 <= op[0] <= 0x60:
+        return op[0] - 0x50
+    if not 1 <= op[0] <= 8 or len(raw) < pos + 1 + op[0]:
+        return None
+    data = raw[pos + 1 : pos + 1 + op[0]]
+    if data[-1] & 0x80:  # negative: not a height
+        return None
+    return int.from_bytes(data, "little")
+
+
+def _hex32(value) -> int | None:
+    """A notify's 4-byte hex field as a number; None if absent or not hex."""
+    try:
+        return int(str(value), 16) & 0xFFFFFFFF if value else None
+    except ValueError:
+        return None
 
 
 class RateMeter:
@@ -63,21 +108,26 @@ class ShareCounts:
     diff_accepted: float = 0.0
     diff_rejected: float = 0.0
     diff_stale: float = 0.0
-    last_share_time: float = 0.0
-    last_share_difficulty: float = 0.0
+    last_share_time: float = 0.0  # cgminer: of the last accepted share
+    last_share_difficulty: float = 0.0  # cgminer: the work difficulty of the last accepted share
 
     def record(self, outcome: str, difficulty: float, when: float) -> None:
         if outcome == "accepted":
             self.accepted += 1
             self.diff_accepted += difficulty
+            self.last_share_time = when
+            self.last_share_difficulty = difficulty
         elif outcome == "stale":
             self.stale += 1
             self.diff_stale += difficulty
         else:
             self.rejected += 1
             self.diff_rejected += difficulty
-        self.last_share_time = when
-        self.last_share_difficulty = difficulty
+
+    @property
+    def diff1(self) -> float:
+        """cgminer's Diff1 Work: the shares found, each counted as its work difficulty in diff-1 units."""
+        return self.diff_accepted + self.diff_rejected + self.diff_stale
 
 
 @dataclass
@@ -88,7 +138,8 @@ class DeviceStats:
     shares: ShareCounts = field(default_factory=ShareCounts)
     hw_errors: int = 0
     enabled: bool = True
-    last_valid_work: float = 0.0
+    last_valid_work: float = 0.0  # wall time of its last share (cgminer: of its start until then)
+    last_share_pool: PoolStats | None = None  # the pool of its last accepted share
 
 
 @dataclass
@@ -108,6 +159,10 @@ class PoolStats:
     has_version_rolling: bool = False
     stratum_active: bool = False
     last_reason: str = ""
+    current_height: int = 0  # cgminer: the chain tip's height, one below the coinbase's BIP 34 height
+    current_version: int = 0  # the block version of the pool's newest job
+    prevhash: str = ""  # the newest job's previous-block hash, as notified (word-swapped hex)
+    nbits: int = 0  # the newest job's nBits
 
 
 class Stats:
@@ -127,6 +182,9 @@ class Stats:
         self.found_blocks = 0
         self.best_share = 0.0
         self.works = 0
+        self.last_getwork = 0.0  # wall time the engine last took new work
+        self.network_blocks = 0  # cgminer's new_blocks: distinct previous-block hashes seen since start
+        self._blocks_seen: OrderedDict[str, float] = OrderedDict()  # prevhash -> wall time first seen
         self.found_block_hashes: list[str] = []
 
     # --- writers ----------------------------------------------------------------
@@ -134,7 +192,7 @@ class Stats:
     def device(self, name: str, kind: str = "CPU") -> DeviceStats:
         with self._lock:
             if name not in self.devices:
-                self.devices[name] = DeviceStats(name, kind, RateMeter(self.clock))
+                self.devices[name] = DeviceStats(name, kind, RateMeter(self.clock), last_valid_work=self.wallclock())
             return self.devices[name]
 
     def add_pool(self, url: str, user: str = "") -> PoolStats:
@@ -159,13 +217,45 @@ class Stats:
     def new_work(self, pool: PoolStats | None = None) -> None:
         with self._lock:
             self.works += 1
+            self.last_getwork = self.wallclock()
             if pool is not None:
                 pool.works += 1
 
+    def job_seen(self, pool: PoolStats, job) -> None:
+        """A pool's job (a ``StratumJob``: the notify's hex ``prevhash``, ``coinb1``, ``version``, ``nbits``).
+
+        Records the pool's block height and version, and, as cgminer's block_exists(), counts a
+        previous-block hash not seen before in ``network_blocks`` (the first one too), whichever pool sent
+        it. Calling this again for the same job changes nothing.
+        """
+        prevhash = str(getattr(job, "prevhash", "") or "").lower()
+        coinb1 = str(getattr(job, "coinb1", "") or "")
+        height = coinbase_height(coinb1) if coinb1 else None
+        version, nbits = _hex32(getattr(job, "version", "")), _hex32(getattr(job, "nbits", ""))
+        with self._lock:
+            if prevhash and prevhash not in self._blocks_seen:
+                self._blocks_seen[prevhash] = self.wallclock()
+                while len(self._blocks_seen) > BLOCKS_REMEMBERED:
+                    self._blocks_seen.popitem(last=False)
+                self.network_blocks += 1
+            pool.prevhash = prevhash
+            if height is not None:
+                # cgminer's pool->current_height: the coinbase's height less one, the block the job builds on
+                pool.current_height = max(height - 1, 0)
+            if version is not None:
+                pool.current_version = version
+            if nbits is not None:
+                pool.nbits = nbits
+
     def share_found(self, share_difficulty: float, pool: PoolStats | None = None) -> None:
-        """A share passed host verification; track the best one seen."""
+        """A share passed host verification; track the best one seen (its own difficulty, as cgminer's best_diff).
+
+        Without ``pool`` the share is the only pool's when there is one; with several it counts in the total only.
+        """
         with self._lock:
             self.best_share = max(self.best_share, share_difficulty)
+            if pool is None and len(self.pools) == 1:
+                pool = self.pools[0]
             if pool is not None:
                 pool.best_share = max(pool.best_share, share_difficulty)
 
@@ -177,18 +267,24 @@ class Stats:
         device: str | None = None,
         reason: str = "",
     ) -> None:
-        """outcome: 'accepted', 'rejected' or 'stale'."""
+        """outcome: 'accepted', 'rejected' or 'stale'; ``difficulty`` is the share's work difficulty."""
         with self._lock:
             now = self.wallclock()
             self.shares.record(outcome, difficulty, now)
+            # The share met its work difficulty, so the best share is at least that, whatever the verdict:
+            # a floor for when the share's own difficulty was never reported for this pool.
+            self.best_share = max(self.best_share, difficulty)
             if pool is not None:
                 pool.shares.record(outcome, difficulty, now)
+                pool.best_share = max(pool.best_share, difficulty)
                 if reason:
                     pool.last_reason = reason
-            if device is not None and device in self.devices:
-                self.devices[device].shares.record(outcome, difficulty, now)
-                if outcome == "accepted":
-                    self.devices[device].last_valid_work = now
+            dev = self.devices.get(device) if device else None
+            if dev is not None:
+                dev.shares.record(outcome, difficulty, now)
+                dev.last_valid_work = now  # cgminer: any nonce meeting the target is valid work
+                if outcome == "accepted" and pool is not None:
+                    dev.last_share_pool = pool
 
     def block_found(self, block_hash_display: str = "") -> None:
         with self._lock:
@@ -206,8 +302,16 @@ class Stats:
             for dev in self.devices.values():
                 dev.shares = ShareCounts()
                 dev.hw_errors = 0
+                dev.last_share_pool = None
             for pool in self.pools:
                 pool.shares = ShareCounts()
+                pool.best_share = 0.0
+
+    def zero_best_share(self) -> None:
+        """cgminer's ``zero|bestshare``: the best share, in total and per pool."""
+        with self._lock:
+            self.best_share = 0.0
+            for pool in self.pools:
                 pool.best_share = 0.0
 
     # --- readers ----------------------------------------------------------------
@@ -229,6 +333,19 @@ class Stats:
     @property
     def total_hashes(self) -> int:
         return self.meter.total
+
+    def block_time(self, prevhash: str) -> float:
+        """Wall time this block (a notify's prevhash) was first seen; 0 if never or long forgotten."""
+        with self._lock:
+            return self._blocks_seen.get(prevhash.lower(), 0.0)
+
+    def pool_index(self, pool: PoolStats | None) -> int:
+        """The pool's position in ``pools`` (cgminer's POOL number), -1 if none or removed."""
+        with self._lock:
+            for index, candidate in enumerate(self.pools):
+                if candidate is pool:
+                    return index
+            return -1
 
     def snapshot(self) -> dict:
         """A plain dict for JSON output and status lines."""

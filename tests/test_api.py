@@ -250,7 +250,7 @@ def test_stats_version_config_and_others(server, control):
     version = ask(server, "version")["VERSION"][0]
     from miner import __version__
 
-    assert version["CGMiner"] == __version__ and __version__ in version["Miner"]
+    assert version["Miner"] == f"sha256d-miner {__version__}" and "CGMiner" not in version
     config = ask(server, "config")["CONFIG"][0]
     assert config["Pool Count"] == 2 and config["CPU Count"] == 2
     assert ask(server, "coin")["COIN"][0]["Hash Method"] == "sha256"

@@ -259,7 +259,7 @@ def test_cli_single_host_pretty_and_json(ours):
     result = run("query", f"127.0.0.1:{ours.port}", "pools", "--json")
     assert json.loads(result.output)["POOLS"][0]["URL"] == "stratum+tcp://127.0.0.1:3333"
     result = run(f"127.0.0.1:{ours.port}", "version", "--text")
-    assert result.output.startswith("STATUS=S,") and "VERSION,CGMiner=" in result.output
+    assert result.output.startswith("STATUS=S,") and "VERSION,Miner=sha256d-miner" in result.output
     result = run(f"127.0.0.1:{ours.port}", "bogus")
     assert result.exit_code == 1 and "code 14: Invalid command" in result.output
 
