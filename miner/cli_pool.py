@@ -11,6 +11,7 @@ import time
 
 import click
 
+from miner.block import nbits_to_target
 from miner.cli_common import CliError, Interrupted, NonNegative, Number, Positive, parse_listen
 from miner.pool import DEFAULT_DIFFICULTY, REGTEST_NBITS, EmbeddedChain, EmbeddedPool, JobSource
 from stratum.client import redact_url
@@ -61,6 +62,21 @@ def node_job_source(rpc_url: str, rpc_cookie: str | None, script: bytes | None, 
         return GbtJobSource(rpc_url, script, rpc_cookie)
     except (ValueError, OSError) as exc:
         raise CliError(f"--rpc-url: {exc}", 2) from None
+
+
+def _network_nbits(text: str) -> int:
+    """--nbits: 8 hex digits (as ``scan --bits``) that encode a target some hash can meet."""
+    digits = text.lower().removeprefix("0x")
+    if len(digits) != 8 or any(c not in "0123456789abcdef" for c in digits):
+        raise CliError(f"--nbits must be 8 hex digits (like 207fffff), got {text!r}", 2)
+    bits = int(digits, 16)
+    try:
+        target = nbits_to_target(bits)
+    except ValueError as exc:
+        raise CliError(f"--nbits: {exc}", 2) from None
+    if target == 0:
+        raise CliError(f"--nbits {digits} encodes a target of zero: no hash can meet it, so no block is found", 2)
+    return bits
 
 
 @click.command("pool")
@@ -139,10 +155,7 @@ def pool(
     else:
         if rpc_cookie is not None:
             raise CliError("--rpc-cookie needs --rpc-url", 2)
-        try:
-            bits = int(nbits, 16)
-        except ValueError:
-            raise CliError(f"--nbits must be hex (like 207fffff), got {nbits!r}", 2) from None
+        bits = _network_nbits(nbits)
         try:
             source = EmbeddedChain(**({"payout_script": script} if script is not None else {}), nbits=bits)
         except ValueError as exc:
