@@ -175,6 +175,54 @@ def nbits_to_target(bits: int) -> int:
     return target
 
 
+def check_nbits(bits: int) -> int:
+    """The target of an nBits some hash can meet; ValueError (one line, naming nBits) otherwise.
+
+    :func:`nbits_to_target` decodes whatever a header carries (zero included);
+    this is for a chain's own network target, where a zero target would mean
+    no block is ever found. Any representable target is fine, even one above
+    regtest's 207fffff.
+    """
+    if isinstance(bits, bool) or not isinstance(bits, int) or not 0 <= bits <= 0xFFFFFFFF:
+        shown = f"{bits:x}" if isinstance(bits, int) and not isinstance(bits, bool) else repr(bits)
+        raise ValueError(f"nBits must be 8 hex digits (a 32-bit compact target like 207fffff), got {shown}")
+    if bits & 0x007FFFFF == 0:
+        raise ValueError(
+            f"nBits {bits:08x} has a zero mantissa, so its target is 0 and no hash can meet it; "
+            "expected a nonzero mantissa in the low 23 bits, like 207fffff"
+        )
+    if bits & 0x00800000:
+        raise ValueError(
+            f"nBits {bits:08x} has the sign bit (00800000) set: a negative target, which no hash can meet; "
+            "expected a mantissa below 800000, like 207fffff"
+        )
+    mantissa = bits & 0x007FFFFF
+    # the largest exponent that keeps mantissa * 256^(exponent - 3) within 256 bits
+    max_exponent = 3 + (256 - mantissa.bit_length()) // 8
+    if bits >> 24 > max_exponent:
+        raise ValueError(
+            f"nBits {bits:08x} overflows 256 bits; expected an exponent of at most {max_exponent:02x} "
+            f"for mantissa {mantissa:06x}, like 207fffff"
+        )
+    target = nbits_to_target(bits)
+    if target == 0:
+        raise ValueError(
+            f"nBits {bits:08x} encodes a target of 0 (exponent {bits >> 24:02x} shifts the whole mantissa out), "
+            "so no hash can meet it; expected a larger exponent, like 207fffff"
+        )
+    return target
+
+
+def parse_nbits_hex(text: str) -> int:
+    """nBits from 8 hex digits (an optional 0x), checked with :func:`check_nbits`; ValueError with one line."""
+    digits = text.lower().removeprefix("0x") if isinstance(text, str) else ""
+    if len(digits) != 8 or any(c not in "0123456789abcdef" for c in digits):
+        raise ValueError(f"nBits must be 8 hex digits (like 207fffff), got {text!r}")
+    bits = int(digits, 16)
+    check_nbits(bits)
+    return bits
+
+
 def target_to_nbits(target: int) -> int:
     """Encode a target as compact nBits (as arith_uint256::GetCompact)."""
     size = (target.bit_length() + 7) // 8

@@ -20,6 +20,7 @@ from typing import Any, Protocol
 
 from miner.block import (
     DIFF1_TARGET,
+    check_nbits,
     difficulty_to_target,
     hash_to_display_hex,
     hash_to_int,
@@ -136,7 +137,7 @@ class EmbeddedChain:
         refresh_seconds: float | None = None,
         clock: Callable[[], float] = time.time,
     ) -> None:
-        nbits_to_target(nbits)  # a bad nBits fails here, not mid-run
+        check_nbits(nbits)  # an nBits no hash can meet fails here (ValueError naming nBits), not mid-run
         self.payout_script = payout_script
         self.nbits = nbits
         self.extranonce_size = extranonce_size

@@ -8,6 +8,7 @@ from miner.block import (
     DIFF1_TARGET,
     BlockHeader,
     bits_to_difficulty,
+    check_nbits,
     difficulty_to_target,
     display_hex_to_internal,
     hash_to_int,
@@ -16,6 +17,7 @@ from miner.block import (
     merkle_root_from_branches,
     nbits_to_target,
     parse_header_hex,
+    parse_nbits_hex,
     parse_target_hex,
     sha256d,
     target_to_difficulty,
@@ -56,6 +58,59 @@ def test_nbits_rejects_negative_and_overflow():
         nbits_to_target(0x04923456)  # sign bit set
     with pytest.raises(ValueError):
         nbits_to_target(0xFF123456)
+
+
+@pytest.mark.parametrize(
+    "bits, expected",
+    [
+        (0x00000000, "zero mantissa"),
+        (0x1D000000, "zero mantissa"),
+        (0x20800000, "zero mantissa"),  # sign bit on a zero mantissa: Core's zero, not negative
+        (0x01003456, "target of 0"),  # the exponent shifts the whole mantissa out
+        (0x04923456, "sign bit"),
+        (0x207FFFFF | 0x00800000, "sign bit"),
+        (0xFF123456, "overflows 256 bits"),
+        (0x21010000, "overflows 256 bits"),
+        (0x23000001, "overflows 256 bits"),
+        (1 << 32, "8 hex digits"),
+        (0x1D00FFFF00, "8 hex digits"),
+        (-1, "8 hex digits"),
+    ],
+)
+def test_check_nbits_refuses_targets_no_hash_can_meet(bits, expected):
+    with pytest.raises(ValueError, match=expected) as info:
+        check_nbits(bits)
+    message = str(info.value)
+    # one line that names the field and what would do
+    assert "\n" not in message and message.startswith("nBits") and "like 207fffff" in message
+
+
+@pytest.mark.parametrize("bits", [0x207FFFFF, 0x1D00FFFF, 0x1A44B9F2, 0x2100FFFF, 0x22000001, 0x03000001, 0x01010000])
+def test_check_nbits_takes_every_representable_nonzero_target(bits):
+    # above regtest's maximum is fine while it fits in 256 bits; so is the smallest target, 1
+    assert check_nbits(bits) == nbits_to_target(bits) > 0
+
+
+@given(st.integers(min_value=0, max_value=0xFFFFFFFF))
+def test_check_nbits_agrees_with_decoding(bits):
+    try:
+        target = nbits_to_target(bits)
+    except ValueError:
+        target = 0
+    if target > 0:
+        assert check_nbits(bits) == target
+    else:
+        with pytest.raises(ValueError):
+            check_nbits(bits)
+
+
+def test_parse_nbits_hex_wants_8_hex_digits_as_scan_does():
+    assert parse_nbits_hex("207fffff") == parse_nbits_hex("0x207FFFFF") == 0x207FFFFF
+    for text in ("1d00ffff00", "207fff", "", "207f_fff", "zzzzzzzz", " 207fffff"):
+        with pytest.raises(ValueError, match="8 hex digits"):
+            parse_nbits_hex(text)
+    with pytest.raises(ValueError, match="zero mantissa"):
+        parse_nbits_hex("00000000")
 
 
 @given(st.integers(min_value=1, max_value=(1 << 255) - 1))

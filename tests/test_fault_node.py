@@ -86,10 +86,23 @@ def test_sigterm_to_solo_prints_the_summary() -> None:
         deadline = time.monotonic() + 30
         while not node.blocks and time.monotonic() < deadline and proc.poll() is None:
             time.sleep(0.05)
+        arrivals: list[float] = []  # when each stdout line came: the summary ends the miner's own stop
+
+        def read_out() -> None:
+            for line in proc.stdout:
+                lines.append(line)
+                arrivals.append(time.monotonic())
+
+        lines: list[str] = []
+        reader = threading.Thread(target=read_out, daemon=True)
         started = time.monotonic()
+        reader.start()
         proc.send_signal(signal.SIGTERM)
-        out, err = proc.communicate(timeout=15)
-        elapsed = time.monotonic() - started
+        err = proc.stderr.read()
+        proc.wait(timeout=15)
+        reader.join(10)
+        out = "".join(lines)
+        elapsed = (arrivals[-1] if arrivals else time.monotonic()) - started
     finally:
         if proc.poll() is None:
             proc.kill()
