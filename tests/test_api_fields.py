@@ -13,7 +13,7 @@ import threading
 import time
 
 import pytest
-from commands import MINER
+from commands import MINER, backend
 
 from miner import __version__
 from miner.api import handle_request
@@ -22,17 +22,6 @@ from miner.coinbase import OP_TRUE_SCRIPT, build_coinbase
 from miner.pool import EmbeddedPool
 from miner.stats import Stats, coinbase_height
 from miner.work import StratumJob
-
-
-def backend() -> str:
-    try:
-        from kernels import get_backend
-
-        get_backend("cpu")
-        return "cpu"
-    except Exception:
-        return "reference"
-
 
 BACKEND = backend()
 # A share every second or so on one core: 2 million hashes with the compiled kernel, 1000 with the reference one

@@ -11,21 +11,11 @@ import subprocess
 import threading
 import time
 
-from commands import MINER
+from commands import MINER, backend
 from test_gbt import FakeNode
 
 REGTEST_ADDRESS = "bcrt1qw508d6qejxtdg4y5r3zarvary0c5xw7kygt080"
 OUTAGES = 3
-
-
-def backend() -> str:
-    try:
-        from kernels import get_backend
-
-        get_backend("cpu")
-        return "cpu"
-    except Exception:
-        return "reference"
 
 
 def submitted_blocks(node: FakeNode) -> list[str]:

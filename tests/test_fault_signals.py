@@ -9,23 +9,13 @@ import threading
 import time
 
 import pytest
-from commands import MINER
+from commands import MINER, backend
 
 from miner.pool import EmbeddedChain, EmbeddedPool
 
 # The miner's own stop takes at most 0.5 s of waiting for in-flight verdicts plus one ~0.1 s kernel
 # batch; the rest of this margin is for a 2-core machine whose cores a benchmark is holding.
 STOP_WITHIN = 2.0
-
-
-def backend() -> str:
-    try:
-        from kernels import get_backend
-
-        get_backend("cpu")
-        return "cpu"
-    except Exception:
-        return "reference"
 
 
 class MinerProcess:

@@ -13,7 +13,7 @@ import time
 import click
 import pytest
 from click.testing import CliRunner
-from commands import MINER
+from commands import MINER, backend
 
 from miner.cli import main
 from miner.cli_common import Number
@@ -27,16 +27,6 @@ HEADER = "01" + "00" * 79
 
 def run(*args: str, timeout: float = 60) -> subprocess.CompletedProcess:
     return subprocess.run([*MINER, *args], capture_output=True, text=True, timeout=timeout, stdin=subprocess.DEVNULL)
-
-
-def backend() -> str:
-    try:
-        from kernels import get_backend
-
-        get_backend("cpu")
-        return "cpu"
-    except Exception:
-        return "reference"
 
 
 def float_options(group: click.Group = main, path: tuple[str, ...] = ()):

@@ -20,6 +20,7 @@ import time
 from pathlib import Path
 
 import pytest
+from commands import backend
 
 from miner.address import address_to_script
 from miner.coinbase import bip34_height_push
@@ -150,16 +151,6 @@ def node(bitcoind: Path, tmp_path: Path):
 
 def miner_cmd(*args: str) -> list[str]:
     return [sys.executable, "-m", "miner", *args]
-
-
-def backend() -> str:
-    try:
-        from kernels import get_backend
-
-        get_backend("cpu")
-        return "cpu"
-    except Exception:
-        return "reference"
 
 
 def solo_args(node: RegtestNode, *extra: str) -> list[str]:
