@@ -137,21 +137,21 @@ def test_mine_against_the_project_pool(rolling):
 
 def test_version_bits_stay_inside_the_pool_mask():
     pool = ScriptedPool(difficulty=DIFFICULTY, version_mask=0x00FFE000).start()
-    timers = [threading.Timer(t, pool.new_job, kwargs={"clean": False}) for t in (1.0, 1.6, 2.2)]
-    for timer in timers:
-        timer.start()
+    miner, _ = make_miner([pool.url], version_rolling=True)
     try:
-        code, out, err = run_mine("-o", pool.url, "--version-rolling", "--duration", "3", "--json")
+        miner.start()
+        for _ in range(3):  # a new job once the last one has a share: each work unit rolls fresh bits
+            seen = len(pool.submits)
+            assert wait_for(lambda seen=seen: len(pool.submits) > seen)
+            pool.new_job(clean=False)
+        assert wait_for(lambda: len({s.version_bits for _, s, _ in pool.submits}) > 1)
     finally:
-        for timer in timers:
-            timer.cancel()
+        miner.stop()
         pool.kill()
-    assert code == 0, err
     submits = [s for _, s, _ in pool.submits]
     assert submits and all(s.version_bits is not None for s in submits)
     assert all(s.version_bits_int & ~0x00FFE000 == 0 for s in submits)
-    assert len({s.version_bits for s in submits}) > 1  # each work unit (here: each new job) rolls fresh bits
-    assert len(pool.accepted()) == last_json(out)["accepted"] == len(submits)
+    assert len(pool.accepted()) == miner.stats.snapshot()["accepted"] == len(submits)
 
 
 def test_no_version_bits_without_rolling():
