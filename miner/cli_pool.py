@@ -11,7 +11,7 @@ import time
 
 import click
 
-from miner.block import nbits_to_target
+from miner.block import parse_nbits_hex
 from miner.cli_common import CliError, Interrupted, NonNegative, Number, Positive, parse_listen
 from miner.pool import DEFAULT_DIFFICULTY, REGTEST_NBITS, EmbeddedChain, EmbeddedPool, JobSource
 from stratum.client import redact_url
@@ -66,17 +66,10 @@ def node_job_source(rpc_url: str, rpc_cookie: str | None, script: bytes | None, 
 
 def _network_nbits(text: str) -> int:
     """--nbits: 8 hex digits (as ``scan --bits``) that encode a target some hash can meet."""
-    digits = text.lower().removeprefix("0x")
-    if len(digits) != 8 or any(c not in "0123456789abcdef" for c in digits):
-        raise CliError(f"--nbits must be 8 hex digits (like 207fffff), got {text!r}", 2)
-    bits = int(digits, 16)
     try:
-        target = nbits_to_target(bits)
+        return parse_nbits_hex(text)
     except ValueError as exc:
         raise CliError(f"--nbits: {exc}", 2) from None
-    if target == 0:
-        raise CliError(f"--nbits {digits} encodes a target of zero: no hash can meet it, so no block is found", 2)
-    return bits
 
 
 @click.command("pool")
