@@ -105,7 +105,7 @@ def test_console_script_and_module_entry_points():
 
 
 def test_find_nonce_reports_exhaustion():
-    from miner.cli_core import find_nonce
+    from miner.cli.core import find_nonce
     from miner.engine import Engine
 
     engine = Engine.for_backend("cpu", threads=2)

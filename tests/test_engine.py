@@ -136,7 +136,7 @@ def test_reference_backend_runs_in_the_engine():
 
 
 def test_several_backends_run_side_by_side():
-    from miner.cli_common import CliError, make_engine
+    from miner.cli.common import CliError, make_engine
 
     engine = make_engine("cpu,reference", threads=1)
     assert sorted(d.backend.name for d in engine.devices) == ["cpu", "reference"]

@@ -22,7 +22,7 @@ from miner.block import (
     nbits_to_target,
     sha256d,
 )
-from miner.cli_explain import explain
+from miner.cli.explain import explain
 from miner.work import StratumJob, job_header
 
 DATA = Path(__file__).resolve().parent / "data"
@@ -472,7 +472,7 @@ def test_registered_on_the_miner_command() -> None:
 
 def test_odds_with_a_measured_rate(monkeypatch: pytest.MonkeyPatch) -> None:
     from kernels import BackendUnavailable, get_backend
-    from miner import cli_explain
+    from miner.cli import explain as cli_explain
 
     try:
         get_backend("cpu")

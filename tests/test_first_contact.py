@@ -16,7 +16,7 @@ from click.testing import CliRunner
 from commands import MINER, backend
 
 from miner.cli import main
-from miner.cli_common import Number
+from miner.cli.common import Number
 from miner.pool import EmbeddedChain, EmbeddedPool
 from miner.rpc import RpcClient, RpcConnectionError
 
@@ -51,7 +51,7 @@ def test_the_sweep_finds_the_float_options():
 
 @pytest.mark.parametrize("path,param", FLOAT_OPTIONS, ids=[" ".join(p) + " " + o.opts[0] for p, o in FLOAT_OPTIONS])
 def test_every_float_option_refuses_nan_inf_and_overflow(path, param):
-    assert isinstance(param.type, Number), f"{' '.join(path)} {param.opts[0]} is a bare float: use cli_common.Number"
+    assert isinstance(param.type, Number), f"{' '.join(path)} {param.opts[0]} is a bare float: use cli.common.Number"
     for bad in BAD_NUMBERS:
         result = CliRunner().invoke(main, [*path, param.opts[0], bad])
         assert result.exit_code == 2, (bad, result.output)

@@ -362,7 +362,7 @@ def test_cli_pool_bad_arguments_are_one_clear_line(args, words):
 
 
 def test_node_url_credentials_stay_out_of_the_log():
-    from miner.cli_pool import redact_url
+    from miner.cli.pool import redact_url
 
     assert redact_url("http://user:secret@127.0.0.1:18443") == "http://127.0.0.1:18443"
     assert redact_url("127.0.0.1:18443") == "127.0.0.1:18443"

@@ -17,7 +17,7 @@ from miner.block import (
     parse_header_hex,
     parse_target_hex,
 )
-from miner.cli_common import CliError, Interrupted, Number, Positive, backend_options, make_backend, make_engine
+from miner.cli.common import CliError, Interrupted, Number, Positive, backend_options, make_backend, make_engine
 from miner.engine import Engine, default_threads, verify_candidate
 from miner.work import Work
 

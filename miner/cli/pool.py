@@ -12,7 +12,7 @@ import time
 import click
 
 from miner.block import parse_nbits_hex
-from miner.cli_common import CliError, Interrupted, NonNegative, Number, Positive, parse_listen
+from miner.cli.common import CliError, Interrupted, NonNegative, Number, Positive, parse_listen
 from miner.pool import DEFAULT_DIFFICULTY, REGTEST_NBITS, EmbeddedChain, EmbeddedPool, JobSource
 from stratum.client import redact_url
 

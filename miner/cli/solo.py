@@ -9,7 +9,7 @@ import sys
 
 import click
 
-from miner.cli_common import CliError, Interrupted, Positive, backend_options, make_engine
+from miner.cli.common import CliError, Interrupted, Positive, backend_options, make_engine
 
 #: getblockchaininfo's chain name -> the network names an address may carry
 CHAIN_NETWORKS = {"main": "mainnet", "test": "testnet", "testnet4": "testnet", "signet": "signet", "regtest": "regtest"}

@@ -6,7 +6,7 @@ import json
 
 import click
 
-from miner.cli_common import CliError, Number
+from miner.cli.common import CliError, Number
 
 CONTROL_HELP = "Privileged commands need the miner to allow this host with W: in its --api-allow."
 

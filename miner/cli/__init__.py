@@ -1,4 +1,4 @@
-"""The ``miner`` command line. Subcommands live in small ``cli_*`` modules."""
+"""The ``miner`` command line: one module per command (``miner.cli.mine``, ...), shared options in ``common``."""
 
 from __future__ import annotations
 
@@ -9,17 +9,17 @@ import sys
 import click
 
 from miner import __version__
-from miner.cli_common import Interrupted
+from miner.cli.common import Interrupted
 
 #: modules that each export ``commands``: a list of click commands
 COMMAND_MODULES = (
-    "miner.cli_core",  # grind, scan, bench
-    "miner.cli_mine",  # mine
-    "miner.cli_pool",  # pool
-    "miner.cli_solo",  # solo
-    "miner.cli_asic",  # asic
-    "miner.cli_explain",  # explain
-    "miner.cli_devices",  # devices
+    "miner.cli.core",  # grind, scan, bench
+    "miner.cli.mine",  # mine
+    "miner.cli.pool",  # pool
+    "miner.cli.solo",  # solo
+    "miner.cli.asic",  # asic
+    "miner.cli.explain",  # explain
+    "miner.cli.devices",  # devices
 )
 
 

@@ -10,7 +10,7 @@ import time
 
 import click
 
-from miner.cli_common import CliError, Interrupted, Number, Positive, backend_options, make_engine, parse_listen
+from miner.cli.common import CliError, Interrupted, Number, Positive, backend_options, make_engine, parse_listen
 from miner.stats import Stats
 
 STATUS_EVERY_TTY = 1.0

@@ -15,7 +15,7 @@ from typing import Any
 import click
 
 from miner import explain as ex
-from miner.cli_common import CliError, NonNegative, Positive
+from miner.cli.common import CliError, NonNegative, Positive
 
 
 def _h(text: str) -> str:
@@ -408,7 +408,7 @@ def _hashrate(text: str, threads: int | None) -> float:
     """A rate as given, or this machine's, measured with the cpu backend when RATE is 'measure'."""
     if text.strip().lower() != "measure":
         return _parse(ex.parse_hashrate, text, "--hashrate")
-    from miner.cli_common import make_backend
+    from miner.cli.common import make_backend
     from miner.engine import default_threads
     from miner.throughput import engine_rate
 
