@@ -13,7 +13,7 @@ import time
 import click
 import pytest
 from click.testing import CliRunner
-from commands import MINER, backend
+from commands import MINER, api_reply, backend
 
 from miner.cli import main
 from miner.cli.common import Number
@@ -118,18 +118,6 @@ def test_pool_logs_on_stderr_and_ctrl_c_prints_the_summary_then_exits_130():
 # --- credentials in pool URLs --------------------------------------------------------------------------------------
 
 
-def _api(port: int, command: str) -> str:
-    with socket.create_connection(("127.0.0.1", port), timeout=10) as s:
-        s.sendall(json.dumps({"command": command}).encode())
-        reply = b""
-        while not reply.endswith(b"\0"):
-            chunk = s.recv(65536)
-            if not chunk:
-                break
-            reply += chunk
-    return reply.rstrip(b"\0").decode()
-
-
 def _free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
@@ -166,7 +154,7 @@ def test_url_credentials_are_used_and_never_printed():
             time.sleep(0.05)
         assert any("authorized as 'alice'" in line or "authorized as alice" in line for line in lines), lines
         for command in ("pools", "summary", "config", "stats", "devs"):
-            replies.append(_api(api_port, command))
+            replies.append(api_reply(api_port, command))
         proc.send_signal(signal.SIGTERM)
         out = proc.stdout.read()  # type: ignore[union-attr]
         proc.wait(timeout=30)

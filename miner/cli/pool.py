@@ -171,11 +171,11 @@ def pool(
         raise CliError(f"cannot start the pool: {exc}") from None
     source_name = f"node {redact_url(rpc_url)}" if rpc_url else "embedded chain"
     mode = "vardiff" if use_vardiff else "fixed difficulty"
-    log(f"listening on {server.url} ({mode} from {server.pool.difficulty:g}; {source_name})")
-    with contextlib.suppress(ValueError):  # not the main thread (e.g. a test runner): Ctrl-C only
-        signal.signal(signal.SIGTERM, _terminate)
     interrupted = False
-    try:
+    try:  # from here on a signal, however early, still ends with the summary
+        with contextlib.suppress(ValueError):  # not the main thread (e.g. a test runner): Ctrl-C only
+            signal.signal(signal.SIGTERM, _terminate)
+        log(f"listening on {server.url} ({mode} from {server.pool.difficulty:g}; {source_name})")
         if duration is None:
             while True:
                 time.sleep(3600)

@@ -83,11 +83,11 @@ def solo(rpc_url, rpc_cookie, address, backend, threads, device, lanes, blocks, 
     verdict_out = sys.stderr if as_json else sys.stdout
     miner = SoloMiner(source, engine, blocks_wanted=blocks, echo=lambda line: click.echo(line, file=verdict_out))
     job = source.current()
-    note(f"solo mining at height {job.height} on {chain or 'the node'} with {backend}, paying {address}")
-    with contextlib.suppress(ValueError):  # not the main thread (tests): keep the default
-        signal.signal(signal.SIGTERM, _terminate)
     interrupted = False
-    try:
+    try:  # from here on a signal, however early, still ends with the summary
+        with contextlib.suppress(ValueError):  # not the main thread (tests): keep the default
+            signal.signal(signal.SIGTERM, _terminate)
+        note(f"solo mining at height {job.height} on {chain or 'the node'} with {backend}, paying {address}")
         miner.run(duration)
     except KeyboardInterrupt:
         interrupted = True
