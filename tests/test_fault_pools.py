@@ -120,8 +120,12 @@ def never_a_job(conn: socket.socket) -> None:
         conn.sendall(json.dumps({"id": request.get("id"), "result": result, "error": None}).encode() + b"\n")
 
 
-def run_with_backup(primary_url: str, seconds: float, **miner_options) -> tuple[list[str], dict, dict]:
-    """Mine with ``primary_url`` first and an EmbeddedPool as the backup; (log lines, miner stats, pool summary)."""
+def run_with_backup(
+    primary_url: str, seen: Callable[[list[str]], bool], timeout: float = 60.0, **miner_options
+) -> tuple[list[str], dict, dict]:
+    """Mine with ``primary_url`` first and an EmbeddedPool as the backup, until the backup has taken a
+    share and ``seen(log lines)`` holds (or ``timeout``, a ceiling for a stuck run, not a schedule);
+    (log lines, miner stats, pool summary)."""
     stats = Stats()
     engine, difficulty = engine_for_test(stats)
     events: list[str] = []
@@ -140,9 +144,10 @@ def run_with_backup(primary_url: str, seconds: float, **miner_options) -> tuple[
     )
     miner.start()
     try:
-        deadline = time.monotonic() + seconds
-        while time.monotonic() < deadline and not miner.wait(0.1):
-            pass
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline and not miner.wait(0.05):
+            if stats.snapshot()["accepted"] > 0 and seen(list(lines)):
+                break
     finally:
         miner.stop(1.0)
         summary = backup.summary()
@@ -153,6 +158,10 @@ def run_with_backup(primary_url: str, seconds: float, **miner_options) -> tuple[
     return lines, stats.snapshot(), summary
 
 
+def logged(text: str) -> Callable[[list[str]], bool]:
+    return lambda lines: any(text in line for line in lines)
+
+
 def assert_mined_on_backup(snap: dict, summary: dict) -> None:
     assert snap["accepted"] > 0 and summary["accepted"] >= snap["accepted"]
     assert snap["rejected"] == 0 and snap["hw_errors"] == 0
@@ -161,7 +170,10 @@ def assert_mined_on_backup(snap: dict, summary: dict) -> None:
 def test_silent_pool_times_out_and_backup_mines() -> None:
     pool = ScriptedPool(say_nothing)
     try:
-        lines, snap, summary = run_with_backup(f"stratum+tcp://127.0.0.1:{pool.port}", 3.5)
+        lines, snap, summary = run_with_backup(
+            f"stratum+tcp://127.0.0.1:{pool.port}",
+            lambda lines: logged("silent for 1 s")(lines) and pool.connections >= 2,
+        )
     finally:
         pool.close()
     assert any("silent for 1 s" in line for line in lines), lines
@@ -172,7 +184,10 @@ def test_silent_pool_times_out_and_backup_mines() -> None:
 def test_pool_closing_mid_line_is_retried_with_backoff() -> None:
     pool = ScriptedPool(close_mid_line)
     try:
-        lines, snap, summary = run_with_backup(f"stratum+tcp://127.0.0.1:{pool.port}", 3.0)
+        lines, snap, summary = run_with_backup(
+            f"stratum+tcp://127.0.0.1:{pool.port}",
+            lambda lines: logged("closed the connection")(lines) and pool.connections >= 2,
+        )
     finally:
         pool.close()
     assert any("closed the connection" in line for line in lines), lines
@@ -183,7 +198,7 @@ def test_pool_closing_mid_line_is_retried_with_backoff() -> None:
 def test_pool_that_never_sends_a_job() -> None:
     pool = ScriptedPool(never_a_job)
     try:
-        lines, snap, summary = run_with_backup(f"stratum+tcp://127.0.0.1:{pool.port}", 3.0)
+        lines, snap, summary = run_with_backup(f"stratum+tcp://127.0.0.1:{pool.port}", logged("silent"))
     finally:
         pool.close()
     assert any("authorized as" in line and str(pool.port) in line for line in lines), lines
@@ -192,7 +207,7 @@ def test_pool_that_never_sends_a_job() -> None:
 
 
 def test_unresolvable_pool_host() -> None:
-    lines, snap, summary = run_with_backup("stratum+tcp://pool.example.invalid:3333", 2.0)
+    lines, snap, summary = run_with_backup("stratum+tcp://pool.example.invalid:3333", logged("cannot resolve host"))
     assert any("cannot resolve host" in line for line in lines), lines
     assert_mined_on_backup(snap, summary)
 
@@ -219,7 +234,9 @@ def test_tls_certificate_that_does_not_verify(self_signed) -> None:
     context.load_cert_chain(cert, key)
     pool = ScriptedPool(say_nothing, tls=context)
     try:
-        lines, snap, summary = run_with_backup(f"stratum+ssl://127.0.0.1:{pool.port}", 2.0)
+        lines, snap, summary = run_with_backup(
+            f"stratum+ssl://127.0.0.1:{pool.port}", logged("certificate verification failed")
+        )
     finally:
         pool.close()
     assert any("certificate verification failed" in line for line in lines), lines

@@ -19,6 +19,7 @@ import time
 
 import pytest
 from click.testing import CliRunner
+from commands import api_request, run_until
 from test_stratum_client import ScriptedPool, server_tls
 
 from miner.cli import main
@@ -33,6 +34,11 @@ try:
     BACKEND, DIFFICULTY = "cpu", 0.001  # ~2^22 hashes a share
 except Exception:  # the numba kernel is unavailable here: the pure-Python one, with far easier shares
     BACKEND, DIFFICULTY = "reference", 2.0**-24
+
+
+def mine_until(until, *args: str) -> tuple[int, str, str]:
+    """``miner mine ARGS`` as a user runs it, stopped (SIGTERM: the summary, exit 0) once ``until()`` holds."""
+    return run_until(["mine", "--backend", BACKEND, "--threads", "1", *args], until)
 
 
 def run_mine(*args: str) -> tuple[int, str, str]:
@@ -82,19 +88,6 @@ def make_miner(urls: list[str], **kw) -> tuple[Miner, list]:
     return miner, found
 
 
-def api_summary(port: int) -> dict:
-    """One cgminer API request, as a client sends it: JSON in, JSON plus a NUL byte back."""
-    with socket.create_connection(("127.0.0.1", port), timeout=5) as s:
-        s.sendall(b'{"command": "summary"}')
-        reply = b""
-        while not reply.endswith(b"\0"):
-            chunk = s.recv(65536)
-            if not chunk:
-                break
-            reply += chunk
-    return json.loads(reply.rstrip(b"\0"))
-
-
 def wait_for(predicate, timeout: float = 20.0) -> bool:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
@@ -121,8 +114,8 @@ def test_embedded_default_mines_blocks_with_one_command():
 def test_mine_against_the_project_pool(rolling):
     pool = embedded_pool()
     try:
-        args = ["-o", pool.url, "-u", "alice.1", "-p", "x", "--duration", "3", "--json"]
-        code, out, err = run_mine(*args, *(["--version-rolling"] if rolling else []))
+        args = ["-o", pool.url, "-u", "alice.1", "-p", "x", "--json", *(["--version-rolling"] if rolling else [])]
+        code, out, err = mine_until(lambda: pool.summary()["accepted"] >= 2, *args)
         assert code == 0, err
         result = last_json(out)
         summary = pool.summary()
@@ -178,14 +171,19 @@ def test_tls_pool_needs_verification_or_an_explicit_opt_out(tmp_path):
         assert code != 0
         assert err.strip().splitlines()[-1].startswith("miner: error: no pool could be used")
         assert "certificate verification failed" in err and "Traceback" not in err
-        code, out, err = run_mine("-o", pool.url, "--no-verify-tls", "--duration", "2.5", "--json")
-        assert code == 0, err
-        assert last_json(out)["accepted"] >= 1
-        code, out, err = run_mine(
-            "-o", pool.url.replace("+ssl", "+tcps"), "--tls-ca", cert_file, "--duration", "2", "--json"
+        accepted = pool.summary()["accepted"]
+        code, out, err = mine_until(
+            lambda: pool.summary()["accepted"] > accepted, "-o", pool.url, "--no-verify-tls", "--json"
         )
         assert code == 0, err
-        assert last_json(out)["rejected"] == 0
+        assert last_json(out)["accepted"] >= 1
+        accepted = pool.summary()["accepted"]
+        url = pool.url.replace("+ssl", "+tcps")
+        code, out, err = mine_until(
+            lambda: pool.summary()["accepted"] > accepted, "-o", url, "--tls-ca", cert_file, "--json"
+        )
+        assert code == 0, err
+        assert last_json(out)["accepted"] >= 1 and last_json(out)["rejected"] == 0
     finally:
         pool.stop()
 
@@ -213,7 +211,8 @@ def test_failover_through_the_command_line_uses_the_live_backup():
     backup = ScriptedPool(difficulty=DIFFICULTY).start()
     try:
         dead = f"stratum+tcp://127.0.0.1:{free_port()}"
-        code, out, err = run_mine("-o", dead, "-o", backup.url, "-u", "w1", "-u", "w2", "--duration", "3", "--json")
+        args = ["-o", dead, "-o", backup.url, "-u", "w1", "-u", "w2", "--json"]
+        code, out, err = mine_until(lambda: len(backup.accepted()) >= 1, *args)
     finally:
         backup.kill()
     assert code == 0, err
@@ -244,7 +243,7 @@ def test_sigterm_stops_cleanly_with_final_stats():
     )
     try:
         assert wait_for(lambda: len(pool.accepted()) >= 1 or proc.poll() is not None, 30)
-        assert wait_for(lambda: api_summary(api_port)["SUMMARY"][0]["Accepted"] >= 1, 10)
+        assert wait_for(lambda: api_request(api_port, "summary")["SUMMARY"][0]["Accepted"] >= 1, 10)
         sent = time.monotonic()
         proc.send_signal(signal.SIGTERM)
         out, err = proc.communicate(timeout=10)
