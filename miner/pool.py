@@ -13,7 +13,7 @@ import secrets
 import ssl
 import threading
 import time
-from collections import OrderedDict
+from collections import Counter, OrderedDict
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, Protocol
@@ -242,6 +242,17 @@ class Vardiff:
     window, so shares at an old difficulty still count for what they were.
     A step changes difficulty by at most ``max_step``; small changes are
     ignored so miners are not pestered with set_difficulty.
+
+    A flood, a full window of shares at ``flood_pace`` times the wanted pace or
+    more, is met with one jump to the estimate (at most ``max_flood_step``), as
+    ckpool jumps to its optimum, instead of a crawl of ``max_step`` a window.
+    Where every share is also a block (a regtest-like target) each share
+    replaces every miner's job and turns the work the miner has in flight
+    stale, so a miner far faster than its start difficulty would otherwise
+    spend a dozen blocks at several a second, a third or more of its shares
+    stale. A window that fast comes about once in a thousand at the wanted
+    pace. The first window is timed from its first share, so a miner that took
+    a while to start hashing (compiling its kernel) is still seen as fast.
     """
 
     def __init__(
@@ -254,6 +265,8 @@ class Vardiff:
         retarget_seconds: float | None = None,
         max_step: float = 4.0,
         now: float | None = None,
+        flood_pace: float = 10.0,
+        max_flood_step: float = 256.0,
     ) -> None:
         if interval <= 0:
             raise ValueError("vardiff interval must be positive")
@@ -264,14 +277,21 @@ class Vardiff:
         self.retarget_shares = retarget_shares
         self.retarget_seconds = retarget_seconds if retarget_seconds is not None else 4 * interval
         self.max_step = max_step
+        self.flood_pace = flood_pace
+        self.max_flood_step = max(max_flood_step, max_step)
+        self._lead_in = True  # the first window: it may start long before the miner hashes
         self.reset(time.monotonic() if now is None else now)
 
     def reset(self, now: float) -> None:
         self._window_start = now
         self._shares = 0
         self._work = 0.0
+        self._first_at: float | None = None  # when the window's first share came, where the caller said
+        self._first_work = 0.0
 
-    def record_share(self, difficulty: float) -> None:
+    def record_share(self, difficulty: float, now: float | None = None) -> None:
+        if self._shares == 0 and now is not None:
+            self._first_at, self._first_work = now, difficulty
         self._shares += 1
         self._work += difficulty
 
@@ -286,7 +306,16 @@ class Vardiff:
             wanted = self.difficulty / self.max_step
         else:
             wanted = self._work * self.interval / elapsed
-        wanted = min(max(wanted, self.difficulty / self.max_step), self.difficulty * self.max_step)
+        rise = self.max_step
+        if self._shares >= self.retarget_shares:
+            pace = wanted
+            since_first = now - self._first_at if self._first_at is not None else 0.0
+            if self._lead_in and since_first > 0:  # the pace between shares, not the wait for a miner to start
+                pace = max(pace, (self._work - self._first_work) * self.interval / since_first)
+            self._lead_in = False
+            if pace >= self.flood_pace * self.difficulty:
+                wanted, rise = pace, self.max_flood_step
+        wanted = min(max(wanted, self.difficulty / self.max_step), self.difficulty * rise)
         wanted = min(max(wanted, self.min_difficulty), self.max_difficulty)
         self.reset(now)
         if 0.8 <= wanted / self.difficulty <= 1.25:
@@ -315,6 +344,17 @@ class Outbox(Protocol):
     def show_message(self, text: str) -> None: ...
 
     def close(self) -> None: ...
+
+
+_REJECT_NAMES = {
+    OTHER: "other",
+    JOB_NOT_FOUND: "job not found",
+    DUPLICATE: "duplicate share",
+    LOW_DIFFICULTY: "low difficulty share",
+    UNAUTHORIZED: "unauthorized worker",
+    NOT_SUBSCRIBED: "not subscribed",
+}
+_JOB_REASONS = ("stale job", "job not found")
 
 
 @dataclass
@@ -398,6 +438,7 @@ class Pool:
         self.rejected = 0
         self.blocks = 0
         self.block_hashes: list[str] = []
+        self.rejections: Counter[str] = Counter()  # refused shares by reason, for rejection_reasons()
         self.job_source.add_listener(self._on_job)
 
     # --- lifecycle ---
@@ -514,12 +555,20 @@ class Pool:
                 del self._states[oldest]
             return state
 
-    def _count(self, accepted: bool) -> None:
+    def _count(self, accepted: bool, code: int = OTHER, message: str = "") -> None:
         with self._lock:
             if accepted:
                 self.accepted += 1
             else:
                 self.rejected += 1
+                # a bounded set of keys: the code's name, but 21 tells a replaced job from an unknown one
+                reason = message if code == JOB_NOT_FOUND and message in _JOB_REASONS else _REJECT_NAMES.get(code)
+                self.rejections[reason or "other"] += 1
+
+    def rejection_reasons(self) -> dict[str, int]:
+        """Refused shares by reason ("stale job": its job was replaced by a block; "job not found", ...)."""
+        with self._lock:
+            return dict(self.rejections)
 
     def _first_submit(self, key: tuple) -> bool:
         with self._lock:
@@ -613,7 +662,7 @@ class PoolSession:
     def violation(self, method: str | None, code: int, reason: str) -> None:
         """A request the protocol layer refused before it reached us (e.g. submit before subscribe)."""
         if method == "mining.submit":
-            self.pool._count(False)
+            self.pool._count(False, code, reason)
         self.pool.log(f"refused {method or 'message'} from {self.peer}: {code} {reason}")
 
     def suggest_difficulty(self, difficulty: float) -> None:
@@ -694,7 +743,7 @@ class PoolSession:
         try:
             result = self._check(worker, job_id, extranonce2_hex, ntime_hex, nonce_hex, version_bits_hex)
         except RequestError as exc:
-            self.pool._count(False)
+            self.pool._count(False, exc.code, exc.message)
             self.pool.log(f"share rejected from {worker!r} ({self.peer}): {exc.code} {exc.message}")
             raise
         self.pool._count(True)
@@ -755,7 +804,7 @@ class PoolSession:
             block = self.pool._block_found(job, header, job.coinb1 + e1 + e2 + job.coinb2)
         with self._lock:
             if state.vardiff is not None:
-                state.vardiff.record_share(sent.difficulty)
+                state.vardiff.record_share(sent.difficulty, self.pool.monotonic())
         share_diff = DIFF1_TARGET / value if value else float("inf")
         return ShareResult(worker, job_id, sent.difficulty, share_diff, digest, block)
 
@@ -826,6 +875,9 @@ class EmbeddedPool:
 
     def summary(self) -> dict:
         return self.pool.summary()
+
+    def rejection_reasons(self) -> dict[str, int]:
+        return self.pool.rejection_reasons()
 
     def __enter__(self) -> EmbeddedPool:
         self.start()

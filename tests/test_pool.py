@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import dataclasses
+import time
+
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
@@ -16,7 +19,7 @@ from miner.block import (
     sha256d,
 )
 from miner.coinbase import bip34_height_push, coinbase_txid
-from miner.pool import EmbeddedChain, Pool, PoolJob, Vardiff
+from miner.pool import REGTEST_NBITS, EmbeddedChain, Pool, PoolJob, Vardiff
 from miner.work import StratumJob, job_header, roll_version
 from stratum.server import RequestError
 
@@ -163,6 +166,29 @@ def test_embedded_chain_coinbase_carries_bip34_height_and_advances_on_a_block():
     assert chain.height == 201 and len(chain.blocks) == 1
 
 
+@pytest.mark.parametrize(
+    "bits, reason",
+    [
+        (0x00000000, "zero mantissa"),
+        (0x1D000000, "zero mantissa"),
+        (0x01003456, "target of 0"),
+        (0x04923456, "sign bit"),
+        (0xFF123456, "overflows 256 bits"),
+        (0x1D00FFFF00, "8 hex digits"),  # what int("1d00ffff00", 16) gives a caller
+    ],
+)
+def test_embedded_chain_refuses_an_nbits_no_block_can_meet(bits, reason):
+    with pytest.raises(ValueError, match=reason) as info:
+        EmbeddedChain(nbits=bits)
+    message = str(info.value)
+    assert message.startswith("nBits") and "\n" not in message and "like 207fffff" in message
+
+
+def test_embedded_chain_takes_any_representable_target_even_above_regtest():
+    chain = EmbeddedChain(nbits=0x2100FFFF)
+    assert chain.current().network_target == 0xFFFF << (8 * 30) > nbits_to_target(REGTEST_NBITS)
+
+
 def test_embedded_chain_refuses_high_hash_and_bad_merkle_root():
     chain = EmbeddedChain(nbits=HARD_NBITS)
     job = chain.current()
@@ -286,6 +312,8 @@ def test_a_block_advances_the_chain_and_sends_a_clean_job_to_every_connection():
     nonce2 = share_nonce(job, e1, b"\x00\x00\x00\x05")
     code, reason = rejection(submit, a, job, b"\x00\x00\x00\x05", nonce2)
     assert code == 21 and "stale" in reason
+    assert rejection(submit, a, dataclasses.replace(job, job_id="nope"), b"\x00\x00\x00\x05", nonce2)[0] == 21
+    assert pool.rejection_reasons() == {"stale job": 1, "job not found": 1}
 
 
 def test_credentials_are_checked_when_configured():
@@ -330,10 +358,33 @@ def test_vardiff_raises_difficulty_for_fast_shares_with_a_bounded_step():
     v = Vardiff(1.0, interval=5.0, now=0.0)
     for _ in range(4):
         v.record_share(1.0)
-    assert v.retarget(1.0) == 4.0  # 4 shares in 1 s wants 20, capped at 4x
+    assert v.retarget(2.5) == 4.0  # 4 shares in 2.5 s wants 8, capped at 4x
     for _ in range(4):
         v.record_share(4.0)
-    assert v.retarget(1.0 + 16 * 5.0 / 4 / 2) == pytest.approx(8.0)  # 16 diff-units in 10 s at 5 s/share
+    assert v.retarget(2.5 + 16 * 5.0 / 4 / 2) == pytest.approx(8.0)  # 16 diff-units in 10 s at 5 s/share
+
+
+def test_vardiff_meets_a_flood_with_one_jump_timed_from_the_first_share():
+    # a miner that took 3 s to start hashing, then sent 4 shares 0.1 s apart: 50 times the wanted pace
+    v = Vardiff(1.0, interval=5.0, now=0.0)
+    for i in range(4):
+        v.record_share(1.0, 3.0 + 0.1 * i)
+    assert v.retarget(3.3) == pytest.approx(50.0)  # not 4x a window: on a block-per-share chain each is a block
+    for i in range(4):
+        v.record_share(50.0, 4.0 + 2.0 * i)
+    assert v.retarget(11.3) == pytest.approx(125.0)  # 200 diff-units in 8 s: 2.5x the pace, a normal step
+    flood = Vardiff(1.0, interval=5.0, now=0.0)
+    for i in range(4):
+        flood.record_share(1.0, 1.0 + 1e-4 * i)
+    assert flood.retarget(1.0003) == 256.0  # a jump is bounded too
+    mild = Vardiff(1.0, interval=5.0, now=0.0)
+    for i in range(4):
+        mild.record_share(1.0, 1.0 + 0.6 * i)
+    assert mild.retarget(2.8) == 4.0  # 8x the pace is no flood: the usual 4x step
+    silent = Vardiff(1.0, interval=5.0, now=0.0)
+    silent.record_share(1.0, 0.0)
+    silent.record_share(1.0, 0.001)
+    assert silent.retarget(0.002) is None  # two quick shares are no window: nothing before four
 
 
 def test_vardiff_lowers_difficulty_when_shares_stop_and_respects_bounds():
@@ -357,11 +408,11 @@ def test_session_vardiff_retargets_and_honours_the_old_difficulty_for_old_jobs()
     session, out, e1, _ = connect(pool)
     old_job = out.notifies()[0]
     for i in range(4):
-        mono.now += 0.1
+        mono.now += 1.0
         e2 = (100 + i).to_bytes(4, "big")
         submit(session, old_job, e2, share_nonce(old_job, e1, e2))
     new_diff = out.difficulties()[-1]
-    assert new_diff == pytest.approx(4 * SHARE_DIFF)
+    assert new_diff == pytest.approx(4 * SHARE_DIFF)  # 4 shares in 4 s wants 5x: capped at 4x
     new_job = out.notifies()[-1]
     assert new_job.job_id != old_job.job_id and not new_job.clean_jobs
     assert new_job.prevhash == old_job.prevhash  # same template, new difficulty
@@ -451,3 +502,53 @@ def test_a_failing_job_source_does_not_lose_the_share():
     result = submit(session, job, e2, share_nonce(job, e1, e2))
     assert result.block is not None and "node is down" in result.block
     assert pool.summary()["accepted"] == 1 and pool.summary()["blocks"] == 0
+
+
+# --- a real miner on the embedded chain -------------------------------------------------------------------------------
+
+
+@pytest.mark.slow
+def test_a_real_miner_on_the_embedded_chain_loses_few_shares_and_only_to_blocks():
+    """At regtest nBits every share is a block, so every share replaces the job and stales the miner's work in flight.
+
+    That costs ~0.1-0.2 s of hashing per block (the kernel call running on each thread, the finder's next one), so the
+    stale fraction is the block rate times that: a few percent at the pool's pace (one share per 2.5 s here), a third
+    at two blocks a second. Each stale share must be for a job a block replaced: no vardiff re-notify, ntime or
+    duplicate may lose one.
+    """
+    from miner.engine import Engine
+    from miner.mining import Miner, PoolConfig
+    from miner.pool import EmbeddedPool
+    from miner.stats import Stats
+
+    stats = Stats()
+    try:
+        engine = Engine.for_backend("cpu", threads=2, stats=stats)
+    except Exception as exc:  # no numba here: the pure-Python kernel is far too slow for a pool's pace
+        pytest.skip(f"the cpu backend is not available: {exc}")
+    lines: list[str] = []
+    shares = 12
+    # ~on pace at 10 MH/s; vardiff moves it to one share per 2.5 s whatever this machine does
+    with EmbeddedPool(difficulty=0.005, vardiff=True, share_interval=2.5) as pool:
+        miner = Miner([PoolConfig(pool.url, "alice.1")], engine, stats, log=lines.append)
+        miner.start()
+        try:
+            deadline = time.monotonic() + 180
+            while time.monotonic() < deadline:
+                snap = stats.snapshot()
+                if snap["accepted"] + snap["stale"] >= shares:
+                    break
+                time.sleep(0.05)
+        finally:
+            miner.stop()
+        summary, reasons = pool.summary(), pool.rejection_reasons()
+    snap = stats.snapshot()
+    found = snap["accepted"] + snap["stale"]
+    assert found >= shares, f"only {found} shares in 180 s"
+    assert snap["rejected"] == 0 and snap["hw_errors"] == 0
+    assert summary["accepted"] == summary["blocks"] == snap["accepted"]  # every accepted share extended the chain
+    assert set(reasons) <= {"stale job"} and summary["rejected"] == sum(reasons.values())
+    stale_lines = [line for line in lines if "stale" in line]
+    assert len(stale_lines) == snap["stale"]
+    assert all(line.endswith(("its job is no longer valid", "stale job")) for line in stale_lines), stale_lines
+    assert snap["stale"] <= found // 3, f"{snap['stale']} of {found} shares stale"
