@@ -10,6 +10,7 @@ import click
 
 from miner import __version__
 from miner.cli.common import Interrupted
+from miner.cli.config import name_envvars
 
 #: modules that each export ``commands``: a list of click commands
 COMMAND_MODULES = (
@@ -71,4 +72,6 @@ for _name in COMMAND_MODULES:
             raise
         continue
     for _command in _module.commands:
+        if any(param.name == "config" for param in _command.params):
+            name_envvars(_command)
         main.add_command(_command)

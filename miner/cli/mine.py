@@ -11,6 +11,7 @@ import time
 import click
 
 from miner.cli.common import CliError, Interrupted, Number, Positive, backend_options, make_engine, parse_listen
+from miner.cli.config import config_options
 from miner.stats import Stats
 
 STATUS_EVERY_TTY = 1.0
@@ -116,6 +117,7 @@ class _Output:
     help="ask pools for this share difficulty (mining.suggest_difficulty)",
 )
 @click.option("--quiet", "-q", is_flag=True, help="no log or status lines")
+@config_options
 def mine(
     urls,
     users,

@@ -13,6 +13,7 @@ import click
 
 from miner.block import parse_nbits_hex
 from miner.cli.common import CliError, Interrupted, NonNegative, Number, Positive, parse_listen
+from miner.cli.config import config_options
 from miner.pool import DEFAULT_DIFFICULTY, REGTEST_NBITS, EmbeddedChain, EmbeddedPool, JobSource
 from stratum.client import redact_url
 
@@ -113,6 +114,7 @@ def _network_nbits(text: str) -> int:
 @click.option("--address", default=None, help="payout address for found blocks")
 @click.option("--tls-cert", default=None, type=click.Path(dir_okay=False), help="serve stratum+ssl with this cert")
 @click.option("--tls-key", default=None, type=click.Path(dir_okay=False), help="private key for --tls-cert")
+@config_options
 def pool(
     listen,
     difficulty,

@@ -10,6 +10,7 @@ import sys
 import click
 
 from miner.cli.common import CliError, Interrupted, Positive, backend_options, make_engine
+from miner.cli.config import config_options
 
 #: getblockchaininfo's chain name -> the network names an address may carry
 CHAIN_NETWORKS = {"main": "mainnet", "test": "testnet", "testnet4": "testnet", "signet": "signet", "regtest": "regtest"}
@@ -45,6 +46,7 @@ def _address_script(address: str, chain: str | None) -> bytes:
 @click.option("--duration", type=Positive, default=None, metavar="S", help="stop after S seconds")
 @click.option("--json", "as_json", is_flag=True, help="print a JSON summary line at the end")
 @click.option("--no-longpoll", is_flag=True, help="poll for new templates instead of long polling")
+@config_options
 def solo(rpc_url, rpc_cookie, address, backend, threads, device, lanes, blocks, duration, as_json, no_longpoll):
     """Solo-mine on a node: getblocktemplate, mine, submitblock, print the node's verdict."""
     from miner.gbt import GbtJobSource, TemplateError
