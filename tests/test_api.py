@@ -9,8 +9,10 @@ import time
 
 import pytest
 
-from miner.api import ApiServer, client_access, handle_request, parse_allow
-from miner.api_client import parse_reply, query, send_raw
+from miner.asic.access import client_access, parse_allow
+from miner.asic.client import parse_reply, query, send_raw
+from miner.asic.commands import handle_request
+from miner.asic.server import ApiServer
 from miner.stats import Stats
 
 
@@ -243,6 +245,18 @@ def test_pools_fields(server, control):
     assert p1["Stratum Active"] is False and p1["Priority"] == 1 and p1["Status"] == "Alive"
 
 
+def test_pools_marks_only_the_pool_being_mined_active(wserver, control):
+    control.stats.pools[1].stratum_active = True  # both sessions open, as the miner keeps its backups
+    pools = ask(wserver, "pools")["POOLS"]
+    assert [p["Stratum Active"] for p in pools] == [True, False] and pools[1]["Stratum URL"] == ""
+    assert status(ask(wserver, "switchpool", "1"))["Code"] == 27
+    pools = ask(wserver, "pools")["POOLS"]
+    assert [p["Stratum Active"] for p in pools] == [False, True]
+    assert pools[1]["Stratum URL"] == "127.0.0.1:3334" and pools[0]["Stratum URL"] == ""
+    control.stats.pools[1].enabled = False
+    assert not any(p["Stratum Active"] for p in ask(wserver, "pools")["POOLS"])
+
+
 def test_stats_version_config_and_others(server, control):
     stats = ask(server, "stats")["STATS"]
     assert len(stats) >= 2
@@ -437,3 +451,68 @@ def test_stop_releases_the_port(control):
     srv.stop()
     with pytest.raises(Exception, match="refused"):
         send_raw("127.0.0.1", port, b"summary", timeout=1)
+
+
+def test_imports_point_one_way() -> None:
+    """The core (block, work, engine, stats) never imports the ASIC side; the ASIC side never imports the CLI
+    or the modes. Checked in a fresh interpreter, from what each import actually loads."""
+    import subprocess
+    import sys
+
+    script = (
+        "import sys\n"
+        "import miner.block, miner.work, miner.engine, miner.stats\n"
+        "core = sorted(m for m in sys.modules if m.startswith('miner.asic'))\n"
+        "import miner.asic.server, miner.asic.client, miner.asic.fleet, miner.asic.simulator\n"
+        "modes = ('miner.cli', 'miner.mining', 'miner.pool', 'miner.solo')\n"
+        "side = sorted(m for m in sys.modules if m.startswith(modes))\n"
+        "print(core, side)\n"
+    )
+    out = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=120, check=True)
+    assert out.stdout.strip() == "[] []", out.stdout + out.stderr
+
+
+class PausableControl(FakeControl):
+    """A FakeControl that also pauses and stops single workers, as the miner offers for curtailment."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.paused = False
+
+    def pause(self) -> None:
+        self.calls.append(("pause",))
+        self.paused = True
+
+    def resume(self) -> None:
+        self.calls.append(("resume",))
+        self.paused = False
+
+    def set_device_enabled(self, index: int, enabled: bool) -> None:
+        self.calls.append(("device", index, enabled))
+        list(self.stats.devices.values())[index].enabled = enabled
+
+
+def test_pause_resume_and_pga_verbs_act_on_the_miner():
+    control = PausableControl()
+    srv = serve(control, allow="W:127.0.0.1")
+    try:
+        reply = ask(srv, "pause")
+        assert status(reply)["STATUS"] == "S" and reply["PAUSE"][0]["PAUSE"] is True and control.paused
+        assert ask(srv, "resume")["RESUME"][0]["RESUME"] is True and not control.paused
+        assert ask(srv, "pgacount")["PGAS"][0]["Count"] == 2
+        assert status(ask(srv, "pgadisable", "1"))["Msg"] == "PGA1 set disable flag"
+        assert ask(srv, "devs")["DEVS"][1]["Enabled"] == "N"
+        assert status(ask(srv, "pgadisable", "1"))["STATUS"] == "I"  # already disabled
+        assert status(ask(srv, "pgadisable", "5"))["Msg"] == "Invalid PGA id 5 - range is 0 - 1"
+        assert status(ask(srv, "pgadisable"))["Code"] == 15
+        assert status(ask(srv, "pgaenable", "1"))["Msg"] == "PGA1 sent enable message"
+        assert control.calls == [("pause",), ("resume",), ("device", 1, False), ("device", 1, True)]
+    finally:
+        srv.stop()
+
+
+def test_pause_needs_write_access_and_a_miner_that_can(server, wserver, control):
+    assert status(ask(server, "pause"))["Code"] == 45  # read-only client
+    assert status(ask(wserver, "pause"))["Msg"] == "pause is not supported by this miner"
+    assert status(ask(wserver, "pgadisable", "0"))["STATUS"] == "E" and control.calls == []
+    assert ask(wserver, "pgacount")["PGAS"][0]["Count"] == 0

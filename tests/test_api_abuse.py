@@ -16,7 +16,8 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from miner.api import COMMANDS, ApiServer
+from miner.asic.commands import COMMANDS
+from miner.asic.server import ApiServer
 from miner.stats import Stats
 
 PRIVILEGED = sorted(name for name, cmd in COMMANDS.items() if cmd.write)

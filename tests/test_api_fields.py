@@ -7,17 +7,20 @@ while the test reads the API as farm tools do, with the project's own client.
 
 from __future__ import annotations
 
+import json
 import re
 import subprocess
 import threading
 import time
 
 import pytest
+from click.testing import CliRunner
 from commands import MINER, backend
 
 from miner import __version__
-from miner.api import handle_request
-from miner.api_client import ApiError, query, send_raw
+from miner.asic.client import ApiError, query, send_raw
+from miner.asic.commands import handle_request
+from miner.cli import main
 from miner.coinbase import OP_TRUE_SCRIPT, build_coinbase
 from miner.pool import EmbeddedPool
 from miner.stats import Stats, coinbase_height
@@ -40,9 +43,9 @@ def near(value: float) -> object:
 class MinerProcess:
     """``miner mine`` on one thread with its API on a port the OS picks, read from its log."""
 
-    def __init__(self, url: str) -> None:
+    def __init__(self, url: str, *extra: str) -> None:
         self.proc = subprocess.Popen(
-            [*MINER, "mine", "-b", BACKEND, "-t", "1", "--api-listen", "127.0.0.1:0", "-o", url, "-p", SECRET],
+            [*MINER, "mine", "-b", BACKEND, "-t", "1", "--api-listen", "127.0.0.1:0", "-o", url, "-p", SECRET, *extra],
             stdout=subprocess.DEVNULL,
             stderr=subprocess.PIPE,
             stdin=subprocess.DEVNULL,
@@ -237,6 +240,45 @@ def test_api_fields_hold_true_values(pool, mining) -> None:
     for command in ("summary+devs+pools+stats+version+config+coin+lcd", "pools", "lcd"):
         for payload in (b'{"command":"%s"}' % command.encode(), command.encode()):
             assert SECRET.encode() not in send_raw("127.0.0.1", port, payload), command
+
+
+def test_switchpool_moves_the_active_pool_and_the_fleet_view(pool) -> None:
+    """After switchpool the new pool alone is Stratum Active, with its block fields, and asic summary shows it."""
+    with EmbeddedPool(difficulty=DIFFICULTY, vardiff=False) as backup:
+        urls = [p.url.replace("stratum+tcp://", f"stratum+tcp://worker:{SECRET}@") for p in (pool, backup)]
+        miner = MinerProcess(urls[0], "-o", urls[1], "--api-allow", "W:127.0.0.1")
+        try:
+            deadline = time.monotonic() + DEADLINE
+            port = miner.api_port(deadline)
+            target = f"127.0.0.1:{port}"
+
+            def view() -> tuple[str, list[dict]]:
+                rows = json.loads(CliRunner().invoke(main, ["asic", "summary", target, "--json"]).stdout)
+                return rows[0]["pool"], query("127.0.0.1", port, "pools")["POOLS"]
+
+            def wait_for(url: str) -> list[dict]:
+                while time.monotonic() < deadline:
+                    shown, pools = view()
+                    assert sum(p["Stratum Active"] for p in pools) <= 1, pools
+                    both_up = all(p["Status"] == "Alive" for p in pools)
+                    if shown == url and both_up and all(p["Current Block Version"] for p in pools):
+                        return pools
+                    assert miner.proc.poll() is None, miner.lines[-10:]
+                    time.sleep(0.1)
+                raise AssertionError(f"the fleet view never showed {url}: {view()}")
+
+            pools = wait_for(pool.url)
+            assert [p["Stratum Active"] for p in pools] == [True, False]
+            result = CliRunner().invoke(main, ["asic", "switchpool", "1", target])
+            assert result.exit_code == 0, result.output
+            pools = wait_for(backup.url)
+            assert [p["Stratum Active"] for p in pools] == [False, True]
+            assert pools[1]["Stratum URL"] == backup.url.split("://", 1)[1]
+            assert pools[1]["Current Block Version"] == backup.job_source.version == 0x20000000
+            assert 0 <= pools[1]["Current Block Height"] <= backup.job_source.height - 1
+        finally:
+            miner.stop()
+        assert "Traceback" not in "\n".join(miner.lines), miner.lines[-20:]
 
 
 # --- the pieces, without a miner ------------------------------------------------------------------------

@@ -9,19 +9,9 @@ import threading
 import pytest
 from click.testing import CliRunner
 
-from miner.api import ApiServer
-from miner.api_client import (
-    ApiError,
-    expand_targets,
-    fleet_row,
-    fleet_summary,
-    hashrate_ghs,
-    parse_reply,
-    parse_target,
-    query,
-    reply_status,
-    split_joined,
-)
+from miner.asic.client import ApiError, parse_reply, parse_target, query, reply_status, split_joined
+from miner.asic.fleet import SWEEP_COMMANDS, expand_targets, fleet_row, fleet_summary, hashrate_ghs
+from miner.asic.server import ApiServer
 from miner.cli import main
 from tests.test_api import FakeControl
 
@@ -217,7 +207,10 @@ def test_fleet_row_antminer(antminer):
     assert row.ghs == pytest.approx(13842.27)
     assert (row.accepted, row.rejected, row.hw_errors) == (12345, 12, 321)
     assert row.pool == "stratum+tcp://btc.example.org:3333"
-    assert antminer.requests == ["summary+pools+version"]
+    assert antminer.requests == ["+".join(SWEEP_COMMANDS)]
+    assert (row.family, row.model, row.state, row.boards) == ("bmminer", "Antminer S9", "up", 3)
+    assert (row.chip_temp, row.board_temp, row.fans) == (80, 65, [5880, 5760])
+    assert row.power_estimated and row.power_w == pytest.approx(13.84227 * 98, rel=1e-3)  # S9: 98 J/TH
 
 
 def test_fleet_row_avalon_without_nul_or_joins(avalon):
@@ -227,7 +220,7 @@ def test_fleet_row_avalon_without_nul_or_joins(avalon):
     assert row.ghs == pytest.approx(81000.00012)  # its short window is "MHS 30s"
     assert (row.accepted, row.rejected, row.hw_errors) == (777, 3, 0)
     assert row.pool == "stratum+tcp://avalon.example.org:3333"
-    assert avalon.requests == ["summary+pools+version", "summary", "pools", "version"]
+    assert avalon.requests == ["+".join(SWEEP_COMMANDS), "summary", "pools", "version", "stats"]
 
 
 def test_fleet_row_ours_and_unreachable(ours, control):
@@ -284,7 +277,8 @@ def test_cli_fleet_table_over_subnet(control):
         assert sum(1 for line in lines if "sha256d-miner" in line) == 2
         assert f"127.0.0.2:{a.port}" in result.output and f"127.0.0.3:{a.port}" in result.output
         assert result.output.count("unreachable (") == 4  # .1 .4 .5 .6
-        assert "6 host(s), 2 reachable, 4 unreachable" in lines[-1]
+        assert "6 host(s), 2 reachable, 4 unreachable" in result.output
+        assert "up 0, paused 2, faulty 0, down 4" in result.output  # FakeControl hashes nothing
         result = run("summary", "--subnet", "127.0.0.0/29", "--port", str(a.port), "--json", "--timeout", "2")
         rows = json.loads(result.output)
         assert [r["reachable"] for r in rows] == [False, True, True, False, False, False]
@@ -343,3 +337,86 @@ def test_cli_control_reports_each_host(control):
         assert control.calls == []
     finally:
         readonly.stop()
+
+
+# --- exit status and hosts files ------------------------------------------------------------------------
+
+
+def test_cli_fleet_summary_fails_only_when_no_host_answered(ours):
+    dead_a, dead_b = free_port(), free_port()
+    for dead in ([f"127.0.0.1:{dead_a}"], [f"127.0.0.1:{dead_a}", f"127.0.0.1:{dead_b}"]):
+        result = CliRunner().invoke(main, ["asic", "summary", *dead, "--timeout", "1"])
+        assert result.exit_code == 1, result.output
+        assert result.stdout.count("unreachable (connection refused, 2 tries)") == len(dead)  # the table still shows
+        assert result.stderr.strip() == f"miner: error: no host answered ({len(dead)} unreachable)"
+    result = CliRunner().invoke(main, ["asic", "summary", f"127.0.0.1:{dead_a}", "--json", "--timeout", "1"])
+    assert result.exit_code == 1 and json.loads(result.stdout)[0]["reachable"] is False
+    result = CliRunner().invoke(main, ["asic", "summary", f"127.0.0.1:{ours.port}", f"127.0.0.1:{dead_a}"])
+    assert result.exit_code == 0 and result.stderr == "", result.output
+    assert "2 host(s), 1 reachable, 1 unreachable" in result.stdout
+
+
+def test_exit_rule_is_in_the_help():
+    text = CliRunner().invoke(main, ["asic", "summary", "--help"]).output
+    assert "1 when none did" in " ".join(text.split())
+    text = " ".join(CliRunner().invoke(main, ["asic", "--help"]).output.split())
+    assert "a fleet summary is 1 when no host answered" in text
+
+
+@pytest.mark.parametrize(
+    ("content", "expected"),
+    [
+        (b"127.0.0.1:4028\n# rack 2\n\n10.0.0.5:99999\n", "line 4: invalid port in '10.0.0.5:99999'"),
+        (b"10.0.0.5\n10.0.0.6 10.0.0.7\n", "line 2: invalid host '10.0.0.6 10.0.0.7'"),
+        (b"10.0.0.5\r\n10.0.0.0/99\r\n", "line 2: invalid subnet '10.0.0.0/99'"),
+        (b"10.0.0.5\n\x89PNG\r\n\x1a\n\x00\x00\x00\rIHDR", "is not a text file (a NUL byte on line 4)"),
+        (b"10.0.0.5\nrig-\xe9t\xe9\n", "is not UTF-8 text (line 2, byte 13)"),
+    ],
+)
+def test_hosts_file_errors_name_the_file_and_line(tmp_path, content, expected):
+    hosts = tmp_path / "farm.txt"
+    hosts.write_bytes(content)
+    result = CliRunner().invoke(main, ["asic", "summary", "--hosts-file", str(hosts)])
+    assert result.exit_code == 2
+    (line,) = result.output.splitlines()
+    assert line.startswith(f"miner: error: hosts file '{hosts}'") and expected in line, line
+
+
+def test_hosts_file_reads_entries_in_order(tmp_path):
+    hosts = tmp_path / "farm.txt"
+    hosts.write_text("\ufeff10.0.0.5  # the first\n[::1]:4030\n127.0.0.0/30\nrig-7.farm.example:4029\n10.0.0.5\n")
+    assert expand_targets(hosts_file=str(hosts), port=4028) == [
+        ("10.0.0.5", 4028),
+        ("::1", 4030),
+        ("127.0.0.1", 4028),
+        ("127.0.0.2", 4028),
+        ("rig-7.farm.example", 4029),
+    ]
+
+
+# --- the pool being mined -------------------------------------------------------------------------------
+
+BACKUP_FIRST_POOLS = (
+    "{" + BMMINER_STATUS % (7, "2 Pool(s)") + ',"POOLS":['
+    '{"POOL":0,"URL":"stratum+tcp://old.example.org:3333","Status":"Alive","Priority":1,"Stratum Active":true},'
+    '{"POOL":1,"URL":"stratum+tcp://new.example.org:3333","Status":"Alive","Priority":0,"Stratum Active":true}'
+    '],"id":1}'
+)
+
+
+def test_fleet_row_picks_the_first_priority_among_active_pools():
+    fw = ScriptedFirmware({"summary": BMMINER_SUMMARY, "pools": BACKUP_FIRST_POOLS, "version": BMMINER_VERSION})
+    try:
+        assert fleet_row("127.0.0.1", fw.port, timeout=2).pool == "stratum+tcp://new.example.org:3333"
+    finally:
+        fw.close()
+
+
+def test_summary_follows_switchpool(ours, control):
+    control.stats.pools[1].stratum_active = True  # the miner holds both sessions open
+    target = f"127.0.0.1:{ours.port}"
+    rows = json.loads(run("summary", target, "--json").stdout)
+    assert rows[0]["pool"] == "stratum+tcp://127.0.0.1:3333"
+    assert run("switchpool", "1", target).exit_code == 0
+    rows = json.loads(run("summary", target, "--json").stdout)
+    assert rows[0]["pool"] == "stratum+tcp://127.0.0.1:3334"

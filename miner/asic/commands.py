@@ -1,29 +1,89 @@
-"""A cgminer-compatible API server: the RPC that cgminer, bmminer and most ASIC firmware serve on TCP 4028.
+"""The cgminer API's commands: what each of cgminer's commands answers, read from the running miner.
 
-Farm tools already speak this protocol, so matching cgminer's api.c (wire format, status codes, messages,
-field names and number formats) lets them read and drive this miner unchanged:
-
-- one request per connection: JSON ``{"command": "summary", "parameter": ""}`` or text ``summary`` /
-  ``switchpool|1``; the reply ends with one NUL byte and the server closes the connection;
-- joined commands (``summary+devs+pools``) answer with cgminer's joined form;
-- ``--api-allow`` entries ``[W:]address[/prefix]``: ``W:`` grants the privileged (write) commands,
-  ``0/0`` means every address; without it only loopback may connect, read-only.
+``handle_request`` turns one request's bytes into the reply bytes: it parses the request (wire.py), checks
+the command exists and that the client may run it, runs the handler and renders its records. Handlers read
+the miner through ``MinerControl`` only, so the server can serve any object that offers it.
 """
 
 from __future__ import annotations
 
-import ipaddress
-import json
-import math
 import platform
-import socket
-import threading
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Protocol
 
 from miner import __version__
+from miner.asic.wire import (
+    MSG_ACCDENY,
+    MSG_ACCOK,
+    MSG_ACTPOOL,
+    MSG_ADDPOOL,
+    MSG_ALRDISP,
+    MSG_ALRENAP,
+    MSG_CHECK,
+    MSG_DEVDETAILS,
+    MSG_DEVS,
+    MSG_DISLASTP,
+    MSG_DISPOOL,
+    MSG_DUPPID,
+    MSG_ENAPOOL,
+    MSG_INVBOOL,
+    MSG_INVCMD,
+    MSG_INVPDP,
+    MSG_INVPGA,
+    MSG_INVPID,
+    MSG_LCD,
+    MSG_MINECOIN,
+    MSG_MINECONFIG,
+    MSG_MINESTATS,
+    MSG_MISBOOL,
+    MSG_MISCHK,
+    MSG_MISID,
+    MSG_MISPDP,
+    MSG_MISPID,
+    MSG_NODEVS,
+    MSG_NOPOOL,
+    MSG_NOTIFY,
+    MSG_NUMASC,
+    MSG_NUMPGA,
+    MSG_PAUSE,
+    MSG_PGADIS,
+    MSG_PGAENA,
+    MSG_PGALRDIS,
+    MSG_PGALRENA,
+    MSG_PGANON,
+    MSG_POOL,
+    MSG_POOLPRIO,
+    MSG_REMLASTP,
+    MSG_REMPOOL,
+    MSG_RESUME,
+    MSG_SUMM,
+    MSG_SWITCHP,
+    MSG_VERSION,
+    MSG_ZERINV,
+    MSG_ZERMIS,
+    MSG_ZERNOSUM,
+    MSG_ZERSUM,
+    Num,
+    Record,
+    Result,
+    Stamp,
+    Status,
+    diff,
+    diff_count,
+    err,
+    info,
+    mhs,
+    mhtotal,
+    ok,
+    parse_request,
+    percent,
+    render,
+    render_joined,
+    split_escaped,
+    timeval,
+)
 from miner.block import bits_to_difficulty
 from miner.stats import PoolStats, Stats
 from miner.work import stratum_prevhash_to_internal
@@ -31,7 +91,6 @@ from stratum.client import redact_url
 
 API_VERSION = "3.7"  # the cgminer API version whose reply shapes we follow
 MINER_NAME = "sha256d-miner"
-MAX_REQUEST = 8192  # cgminer reads at most this much of a request
 LOG_INTERVAL = 5  # cgminer names its short hash rate after --log-interval: "MHS 5s"
 
 
@@ -39,7 +98,11 @@ class MinerControl(Protocol):
     """What the API needs from the running miner (implemented by miner/mining.py).
 
     Optional: ``pool_jobs()``, each pool's stats with its newest job (an object with the notify's hex
-    ``prevhash``, ``coinb1``, ``version`` and ``nbits``), from which the block fields are read.
+    ``prevhash``, ``coinb1``, ``version`` and ``nbits``), from which the block fields are read;
+    ``pause()`` / ``resume()``, which stop and restart hashing while the pool sessions stay up (the
+    verbs BOSminer has and curtailment uses); ``set_device_enabled(index, enabled)``, which stops or
+    restarts one worker (device ``index`` in ``stats.devices`` order) for ``pgadisable|N`` /
+    ``pgaenable|N``. A miner without them answers those commands with an error.
     """
 
     stats: Stats
@@ -57,149 +120,13 @@ class MinerControl(Protocol):
     def quit(self) -> None: ...
 
 
-# --- values and records: cgminer prints each number type with its own format ---------------------------
-
-
-@dataclass(frozen=True)
-class Num:
-    """A number printed the way api.c prints its type (``%.2f`` for MH/s, ``%.8f`` for difficulty...)."""
-
-    value: float
-    fmt: str
-
-    def text(self) -> str:
-        value = self.value if math.isfinite(self.value) else 0.0
-        return self.fmt % value
-
-
-def mhs(v: float) -> Num:
-    return Num(v, "%.2f")
-
-
-def diff(v: float) -> Num:
-    return Num(v, "%.8f")
-
-
-def diff_count(v: float) -> int | Num:
-    """A difficulty total api.c prints as an integer (Best Share, Diff1 Work, Diff1 Shares).
-
-    From 1 up, its whole part, as cgminer's integer counters (never more than was found). Below 1 (share
-    difficulties under 1: regtest, test pools, a CPU's vardiff) the integer would read 0, as if nothing had
-    been found; such a value is printed with difficulty precision instead, still a JSON number.
-    """
-    if not math.isfinite(v) or v <= 0:
-        return 0
-    return int(v) if v >= 1 else diff(v)
-
-
-def percent(ratio: float) -> Num:
-    return Num(ratio * 100.0, "%.4f")
-
-
-def mhtotal(v: float) -> Num:
-    return Num(v, "%.4f")
-
-
-def timeval(v: float) -> Num:
-    return Num(v, "%.6f")
-
-
-Record = list[tuple[str, object]]
-
-
-def json_value(value: object) -> str:
-    if isinstance(value, Num):
-        return value.text()
-    if isinstance(value, bool):
-        return "true" if value else "false"
-    if isinstance(value, int):
-        return str(value)
-    if isinstance(value, float):
-        return Num(value, "%f").text()
-    return json.dumps(str(value))
-
-
-def escape_text(value: str) -> str:
-    """cgminer's text-form escaping: a backslash before ``, | = \\``."""
-    out = []
-    for ch in value:
-        if ch in ",|=\\":
-            out.append("\\")
-        out.append(ch)
-    return "".join(out)
-
-
-def text_value(value: object) -> str:
-    if isinstance(value, Num):
-        return value.text()
-    if isinstance(value, bool):
-        return "true" if value else "false"
-    if isinstance(value, int):
-        return str(value)
-    if isinstance(value, float):
-        return Num(value, "%f").text()
-    return escape_text(str(value))
-
-
-def record_json(record: Record) -> str:
-    return "{" + ",".join(f"{json.dumps(k)}:{json_value(v)}" for k, v in record) + "}"
-
-
-def record_text(record: Record) -> str:
-    return ",".join(f"{escape_text(k)}={text_value(v)}" for k, v in record) + "|"
-
-
-# --- status messages (codes and texts from api.c) -----------------------------------------------------------
-
-MSG_POOL, MSG_NOPOOL, MSG_DEVS, MSG_NODEVS, MSG_SUMM = 7, 8, 9, 10, 11
-MSG_INVCMD, MSG_VERSION, MSG_INVJSON, MSG_MISCMD, MSG_MISPID, MSG_INVPID, MSG_SWITCHP = 14, 22, 23, 24, 25, 26, 27
-MSG_MINECONFIG, MSG_ACCDENY, MSG_ACCOK, MSG_ENAPOOL, MSG_DISPOOL = 33, 45, 46, 47, 48
-MSG_ALRENAP, MSG_ALRDISP, MSG_DISLASTP, MSG_MISPDP, MSG_INVPDP, MSG_ADDPOOL = 49, 50, 51, 52, 53, 55
-MSG_NUMPGA, MSG_NOTIFY, MSG_REMLASTP, MSG_ACTPOOL, MSG_REMPOOL, MSG_DEVDETAILS = 59, 60, 66, 67, 68, 69
-MSG_MINESTATS, MSG_MISCHK, MSG_CHECK, MSG_POOLPRIO, MSG_DUPPID, MSG_MISBOOL, MSG_INVBOOL = 70, 71, 72, 73, 74, 75, 76
-MSG_MINECOIN, MSG_ZERMIS, MSG_ZERINV, MSG_ZERSUM, MSG_ZERNOSUM, MSG_NUMASC, MSG_LCD = 78, 94, 95, 96, 97, 104, 125
-
-
-@dataclass
-class Status:
-    severity: str  # S success, I info, W warning, E error, F fatal
-    code: int
-    msg: str
-
-
-def ok(code: int, msg: str) -> Status:
-    return Status("S", code, msg)
-
-
-def err(code: int, msg: str) -> Status:
-    return Status("E", code, msg)
-
-
-def info(code: int, msg: str) -> Status:
-    return Status("I", code, msg)
-
-
-@dataclass
-class Result:
-    """One command's reply: its STATUS and, for data commands, a section of records."""
-
-    status: Status | None
-    section: str | None = None
-    records: list[Record] = field(default_factory=list)
-    text_header: bool = False  # single-record sections print "SUMMARY," before the record in text form
-    action: str | None = None  # "BYE" / "RESTART": cgminer's bare replies to quit and restart
-    after: Callable[[], None] | None = None  # runs once the reply is sent (quit, restart)
-
-
 # --- the command table ----------------------------------------------------------------------------------
 
 
 @dataclass
-class Context:
+class Context(Stamp):
     control: MinerControl
     privileged: bool
-    when: int
-    description: str
 
 
 Handler = Callable[[Context, str | None], Result]
@@ -399,7 +326,9 @@ def cmd_pools(ctx: Context, param: str | None) -> Result:
     for index, pool in enumerate(pools):
         sh = pool.shares
         total = sh.diff1
-        active = pool.stratum_active or (index == current and pool.status == "Alive")
+        # Stratum Active marks the pool being mined, its session up: the miner keeps its backups'
+        # sessions open too, and a tool reading the first active pool must find the one in use.
+        active = index == current and pool.enabled and (pool.stratum_active or pool.status == "Alive")
         records.append(
             [
                 ("POOL", index),
@@ -599,7 +528,62 @@ def cmd_notify(ctx: Context, param: str | None) -> Result:
 
 
 def cmd_pgacount(ctx: Context, param: str | None) -> Result:
-    return Result(ok(MSG_NUMPGA, "PGA count"), "PGAS", [[("Count", 0)]], text_header=True)
+    count = len(ctx.control.stats.devices) if hasattr(ctx.control, "set_device_enabled") else 0
+    return Result(ok(MSG_NUMPGA, "PGA count"), "PGAS", [[("Count", count)]], text_header=True)
+
+
+def _unsupported(name: str) -> Result:
+    return Result(err(MSG_INVCMD, f"{name} is not supported by this miner"))
+
+
+def cmd_pause(ctx: Context, param: str | None) -> Result:
+    """Stop hashing, keep the pool sessions: BOSminer's reply shape, so one client confirms both."""
+    if not hasattr(ctx.control, "pause"):
+        return _unsupported("pause")
+    ctx.control.pause()
+    return Result(ok(MSG_PAUSE, "Pause"), "PAUSE", [[("PAUSE", True)]])
+
+
+def cmd_resume(ctx: Context, param: str | None) -> Result:
+    if not hasattr(ctx.control, "resume"):
+        return _unsupported("resume")
+    ctx.control.resume()
+    return Result(ok(MSG_RESUME, "Resume"), "RESUME", [[("RESUME", True)]])
+
+
+def _set_pga(ctx: Context, param: str | None, enable: bool) -> Result:
+    """``pgaenable|N`` / ``pgadisable|N`` on worker N, with cgminer's messages and codes."""
+    name = "pgaenable" if enable else "pgadisable"
+    if not hasattr(ctx.control, "set_device_enabled"):
+        return _unsupported(name)
+    devices = list(ctx.control.stats.devices.values())
+    if not devices:
+        return Result(err(MSG_PGANON, "No PGAs"))
+    if param is None or not param.strip():
+        return Result(err(MSG_MISID, "Missing device id parameter"))
+    try:
+        index = int(param.strip())
+    except ValueError:
+        index = -1
+    if not 0 <= index < len(devices):
+        return Result(err(MSG_INVPGA, f"Invalid PGA id {param.strip()} - range is 0 - {len(devices) - 1}"))
+    if devices[index].enabled == enable:
+        return Result(info(MSG_PGALRENA if enable else MSG_PGALRDIS, f"PGA{index} already {name[3:]}d"))
+    try:
+        ctx.control.set_device_enabled(index, enable)
+    except ValueError as exc:
+        return Result(err(MSG_INVPGA, str(exc)))
+    if enable:
+        return Result(ok(MSG_PGAENA, f"PGA{index} sent enable message"))
+    return Result(ok(MSG_PGADIS, f"PGA{index} set disable flag"))
+
+
+def cmd_pgaenable(ctx: Context, param: str | None) -> Result:
+    return _set_pga(ctx, param, True)
+
+
+def cmd_pgadisable(ctx: Context, param: str | None) -> Result:
+    return _set_pga(ctx, param, False)
 
 
 def cmd_asccount(ctx: Context, param: str | None) -> Result:
@@ -678,28 +662,6 @@ def cmd_switchpool(ctx: Context, param: str | None) -> Result:
     except ValueError as exc:
         return Result(err(MSG_INVPID, str(exc)))
     return Result(ok(MSG_SWITCHP, f"Switching to pool {index}:'{_pool_url(ctx, index)}'"))
-
-
-def split_escaped(text: str, sep: str = ",", keep_escapes: bool = False) -> list[str]:
-    """Split on ``sep``; a backslash makes the next character literal (api.c's copyadvanceafter).
-
-    ``keep_escapes`` leaves the backslashes in the parts, for a second split.
-    """
-    parts, cur, i = [], [], 0
-    while i < len(text):
-        ch = text[i]
-        if ch == "\\" and i + 1 < len(text):
-            cur.append(text[i : i + 2] if keep_escapes else text[i + 1])
-            i += 2
-            continue
-        if ch == sep:
-            parts.append("".join(cur))
-            cur = []
-        else:
-            cur.append(ch)
-        i += 1
-    parts.append("".join(cur))
-    return parts
 
 
 def cmd_addpool(ctx: Context, param: str | None) -> Result:
@@ -853,93 +815,26 @@ COMMANDS: dict[str, Command] = {
     "coin": Command(cmd_coin, False, True),
     "lcd": Command(cmd_lcd, False, True),
     "zero": Command(cmd_zero, True, False),
+    "pause": Command(cmd_pause, True, False),
+    "resume": Command(cmd_resume, True, False),
+    "pgaenable": Command(cmd_pgaenable, True, False),
+    "pgadisable": Command(cmd_pgadisable, True, False),
 }
 
 
-# --- rendering ------------------------------------------------------------------------------------------
-
-
-def status_record(status: Status, ctx: Context) -> Record:
-    return [
-        ("STATUS", status.severity),
-        ("When", ctx.when),
-        ("Code", status.code),
-        ("Msg", status.msg),
-        ("Description", ctx.description),
-    ]
-
-
-def render_json(result: Result, ctx: Context) -> str:
-    if result.action:
-        return '{"STATUS":' + json.dumps(result.action) + ',"id":1}'
-    out = '{"STATUS":[' + record_json(status_record(result.status, ctx)) + "]"
-    if result.section is not None:
-        out += "," + json.dumps(result.section) + ":[" + ",".join(record_json(r) for r in result.records) + "]"
-    return out + ',"id":1}'
-
-
-def render_text(result: Result, ctx: Context) -> str:
-    if result.action:
-        return result.action
-    out = record_text(status_record(result.status, ctx))
-    if result.section is not None:
-        if result.text_header:
-            out += result.section + ","
-        out += "".join(record_text(r) for r in result.records)
-    return out
-
-
-def render(result: Result, ctx: Context, isjson: bool) -> str:
-    return render_json(result, ctx) if isjson else render_text(result, ctx)
-
-
-def render_joined(parts: list[tuple[str, Result]], ctx: Context, isjson: bool) -> str:
-    """cgminer's joined form: {"cmd1":[{reply1}],"cmd2":[{reply2}],"id":1} or CMD=cmd1|reply1CMD=cmd2|..."""
-    if isjson:
-        body = ",".join(json.dumps(name) + ":[" + render_json(res, ctx) + "]" for name, res in parts)
-        return "{" + body + ',"id":1}'
-    return "".join(f"CMD={escape_text(name)}|" + render_text(res, ctx) for name, res in parts)
-
-
 # --- request handling -----------------------------------------------------------------------------------
-
-
-def parse_request(data: bytes) -> tuple[bool, str | None, str | None, Result | None]:
-    """(isjson, command, parameter, error) from the raw request bytes."""
-    text = data.split(b"\0", 1)[0].decode("utf-8", errors="replace").strip()
-    if not text.startswith("{"):
-        command, sep, param = text.partition("|")
-        return False, command.strip(), (param if sep else None), None
-    try:
-        obj = json.loads(text)
-    except (ValueError, RecursionError):
-        return True, None, None, Result(err(MSG_INVJSON, "Invalid JSON"))
-    if not isinstance(obj, dict):
-        return True, None, None, Result(err(MSG_INVJSON, "Invalid JSON"))
-    if "command" not in obj:
-        return True, None, None, Result(err(MSG_MISCMD, "Missing JSON 'command'"))
-    command = obj["command"]
-    if not isinstance(command, str):
-        return True, None, None, Result(err(MSG_INVCMD, "Invalid command"))
-    raw = obj.get("parameter")
-    if isinstance(raw, bool) or raw is None:
-        param = None
-    elif isinstance(raw, str):
-        param = raw
-    elif isinstance(raw, int):
-        param = str(raw)
-    elif isinstance(raw, float):
-        param = f"{raw:f}" if math.isfinite(raw) else None
-    else:
-        param = None  # api.c ignores parameters of other types
-    return True, command, param, None
 
 
 def handle_request(
     data: bytes, control: MinerControl, privileged: bool, description: str | None = None
 ) -> tuple[bytes, list[Callable[[], None]]]:
     """The reply bytes (NUL-terminated) for one request, and actions to run once it is sent."""
-    ctx = Context(control, privileged, int(time.time()), description or f"{MINER_NAME} {__version__}")
+    ctx = Context(
+        when=int(time.time()),
+        description=description or f"{MINER_NAME} {__version__}",
+        control=control,
+        privileged=privileged,
+    )
     isjson, command, param, error = parse_request(data)
     if error is not None:
         return render(error, ctx, isjson).encode() + b"\0", []
@@ -974,207 +869,3 @@ def handle_request(
         else:
             parts.append((name, run(name)))
     return render_joined(parts, ctx, isjson).encode() + b"\0", after
-
-
-# --- access control -------------------------------------------------------------------------------------
-
-LOOPBACK = [ipaddress.ip_network("127.0.0.0/8"), ipaddress.ip_network("::1/128")]
-
-
-@dataclass(frozen=True)
-class AllowEntry:
-    network: ipaddress.IPv4Network | ipaddress.IPv6Network | None  # None: 0/0, everyone
-    privileged: bool
-
-
-def parse_allow(allow: str) -> list[AllowEntry]:
-    """Parse ``[W:]address[/prefix],...``; ValueError with one line for a bad entry."""
-    entries = []
-    for raw in allow.split(","):
-        item = raw.strip()
-        if not item:
-            continue
-        privileged = False
-        if len(item) > 2 and item[1] == ":" and item[0].isalpha():
-            privileged = item[0].upper() == "W"  # R: and the api-groups letters are read-only here
-            item = item[2:]
-        if item == "0/0":
-            entries.append(AllowEntry(None, privileged))
-            continue
-        addr, slash, prefix = item.partition("/")
-        addr = addr.strip("[]")
-        if ":" not in addr:  # cgminer pads short IPv4 forms: "10/8" means 10.0.0.0/8
-            octets = addr.split(".")
-            addr = ".".join(octets + ["0"] * (4 - len(octets)))
-        try:
-            network = ipaddress.ip_network(addr + (slash + prefix if slash else ""), strict=False)
-        except ValueError:
-            raise ValueError(f"invalid entry '{raw.strip()}' (expected [W:]address[/prefix] or 0/0)") from None
-        if slash and network.prefixlen == 0:
-            entries.append(AllowEntry(None, privileged))
-        else:
-            entries.append(AllowEntry(network, privileged))
-    if not entries:
-        raise ValueError("no address given (expected [W:]address[/prefix],...)")
-    return entries
-
-
-def client_access(address: str, entries: list[AllowEntry] | None) -> bool | None:
-    """None: refuse the connection; else whether privileged commands are allowed."""
-    try:
-        ip = ipaddress.ip_address(address.split("%", 1)[0])
-    except ValueError:
-        return None
-    if isinstance(ip, ipaddress.IPv6Address) and ip.ipv4_mapped is not None:
-        ip = ip.ipv4_mapped
-    if entries is None:
-        return False if any(ip.version == n.version and ip in n for n in LOOPBACK) else None
-    for entry in entries:
-        if entry.network is None or (ip.version == entry.network.version and ip in entry.network):
-            return entry.privileged
-    return None
-
-
-# --- the TCP server -------------------------------------------------------------------------------------
-
-
-class ApiServer:
-    """The API on a background thread; one short-lived thread per connection, capped."""
-
-    def __init__(
-        self,
-        control: MinerControl,
-        host: str = "127.0.0.1",
-        port: int = 4028,
-        allow: str | None = None,
-        read_timeout: float = 5.0,
-        max_connections: int = 16,
-        description: str | None = None,
-    ) -> None:
-        self.control = control
-        self.host = host
-        self.port = port
-        self.allow = parse_allow(allow) if allow else None
-        self.read_timeout = read_timeout
-        self.description = description
-        self._slots = threading.BoundedSemaphore(max_connections)
-        self._sock: socket.socket | None = None
-        self._thread: threading.Thread | None = None
-        self._stopping = threading.Event()
-        self.requests = 0
-
-    def start(self) -> None:
-        """Bind and listen, then serve in the background; OSError if the address is taken."""
-        infos = socket.getaddrinfo(self.host, self.port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE)
-        family, _, _, _, sockaddr = infos[0]
-        sock = socket.socket(family, socket.SOCK_STREAM)
-        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        try:
-            sock.bind(sockaddr)
-            sock.listen(100)
-        except OSError:
-            sock.close()
-            raise
-        sock.settimeout(0.2)
-        self._sock = sock
-        self.port = sock.getsockname()[1]
-        self._thread = threading.Thread(target=self._accept_loop, name="api-accept", daemon=True)
-        self._thread.start()
-
-    def stop(self) -> None:
-        self._stopping.set()
-        if self._sock is not None:
-            try:
-                self._sock.shutdown(socket.SHUT_RDWR)  # wakes a blocked accept() at once on Linux
-            except OSError:
-                pass
-        if self._thread is not None and self._thread is not threading.current_thread():
-            self._thread.join(2.0)
-        if self._sock is not None:
-            self._sock.close()
-            self._sock = None
-
-    def __enter__(self) -> ApiServer:
-        self.start()
-        return self
-
-    def __exit__(self, *exc) -> None:
-        self.stop()
-
-    def _accept_loop(self) -> None:
-        sock = self._sock
-        while not self._stopping.is_set():
-            try:
-                conn, addr = sock.accept()
-            except TimeoutError:
-                continue
-            except OSError:
-                if self._stopping.is_set():
-                    return
-                time.sleep(0.05)  # e.g. out of file descriptors: back off, keep serving
-                continue
-            while not self._slots.acquire(timeout=0.2):  # at the cap: wait for a slot
-                if self._stopping.is_set():
-                    conn.close()
-                    return
-            threading.Thread(target=self._serve, args=(conn, addr), name="api-conn", daemon=True).start()
-
-    def _serve(self, conn: socket.socket, addr) -> None:
-        after: list[Callable[[], None]] = []
-        try:
-            privileged = client_access(addr[0], self.allow)
-            if privileged is None:
-                return  # not allowed: close without a reply, as cgminer does
-            data = self._read_request(conn)
-            if not data:
-                return
-            reply, after = handle_request(data, self.control, privileged, self.description)
-            self.requests += 1
-            conn.settimeout(self.read_timeout)
-            conn.sendall(reply)
-            conn.shutdown(socket.SHUT_WR)
-            self._drain(conn)
-        except OSError:
-            pass
-        finally:
-            conn.close()
-            self._slots.release()
-            for action in after:
-                threading.Thread(target=action, name="api-action", daemon=True).start()
-
-    def _read_request(self, conn: socket.socket) -> bytes:
-        """Read one request: a text command is what the first read brings (as api.c); JSON is read until
-        it parses, a NUL or newline ends it, the peer closes, 8 KiB arrive or the read times out."""
-        deadline = time.monotonic() + self.read_timeout
-        buf = b""
-        while len(buf) < MAX_REQUEST:
-            remaining = deadline - time.monotonic()
-            if remaining <= 0:
-                break
-            conn.settimeout(remaining)
-            try:
-                chunk = conn.recv(MAX_REQUEST - len(buf))
-            except TimeoutError:
-                break
-            if not chunk:
-                break
-            buf += chunk
-            if not buf.lstrip().startswith(b"{") or b"\0" in buf or b"\n" in buf:
-                break
-            try:
-                json.loads(buf.decode("utf-8", errors="replace"))
-                break
-            except ValueError:
-                continue
-        return buf[:MAX_REQUEST]
-
-    @staticmethod
-    def _drain(conn: socket.socket) -> None:
-        """Read what the client still sends so closing does not reset the connection before it reads."""
-        conn.settimeout(0.2)
-        try:
-            for _ in range(64):
-                if not conn.recv(65536):
-                    return
-        except OSError:
-            return
