@@ -16,6 +16,8 @@ import json
 import sys
 import time
 
+from argtypes import positive_float
+
 
 def measure_device(spec: str, seconds: float) -> dict:
     from kernels import BackendUnavailable
@@ -60,45 +62,61 @@ def measure_cpu(seconds: float) -> dict:
     }
 
 
-def main(argv: list[str] | None = None) -> int:
+def build_parser() -> argparse.ArgumentParser:
+    """This script's options (the tests walk every float option of every benchmark)."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--seconds", type=float, default=3.0, help="seconds per measurement")
+    parser.add_argument("--seconds", type=positive_float, default=3.0, help="seconds per measurement")
     parser.add_argument("--device", action="append", help="PLATFORM:DEVICE (default: every OpenCL device)")
     parser.add_argument("--cpu", action="store_true", help="also measure the numba CPU backend")
-    args = parser.parse_args(argv)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
 
     from kernels import BackendUnavailable
     from kernels.opencl import list_devices
-    from miner.throughput import hashlib_baseline
+    from miner.throughput import format_rate, format_ratio, format_table, measure_baseline
 
     try:
         specs = args.device or [dev.spec for dev in list_devices()]
     except BackendUnavailable as exc:
         print(f"bench_opencl: {exc}", file=sys.stderr)
         return 1
-    baseline = hashlib_baseline(1.0)
+    measured = measure_baseline(runs=7, seconds=0.3)
+    baseline = measured.median
     rows = [measure_device(spec, args.seconds) for spec in specs]
     if args.cpu:
         rows.append(measure_cpu(args.seconds))
     for row in rows:
         if "hashrate" in row:
             row["speedup"] = row["hashrate"] / baseline
-    print(json.dumps({"baseline_hashrate": baseline, "results": rows}))
+    print(json.dumps({"baseline_hashrate": baseline, "baseline": measured.to_json(), "results": rows}))
 
-    print(f"{'backend':<8}{'device':<12}{'name':<48}{'MH/s':>10}{'kernel MH/s':>13}{'x hashlib':>11}")
+    table = []
     for row in rows:
         if "error" in row:
-            print(f"{row['backend']:<8}{row['device']:<12}unavailable: {row['error']}")
             continue
-        kernel = f"{row['kernel_hashrate'] / 1e6:.2f}" if "kernel_hashrate" in row else ""
-        print(
-            f"{row['backend']:<8}{row['device']:<12}{row['name'][:47]:<48}{row['hashrate'] / 1e6:>10.2f}"
-            f"{kernel:>13}{row['speedup']:>11.1f}"
+        kernel = format_rate(row["kernel_hashrate"]) if "kernel_hashrate" in row else ""
+        table.append(
+            [
+                row["backend"],
+                row["device"],
+                row["name"],
+                format_rate(row["hashrate"]),
+                kernel,
+                format_ratio(row["speedup"]),
+            ]
         )
-    print(
-        f"{'hashlib':<8}{'1 thread':<12}{'sha256(sha256(header)), consecutive nonces':<48}{baseline / 1e6:>10.2f}"
-        f"{'':>13}{1.0:>11.1f}"
+    table.append(
+        ["hashlib", "1 thread", "sha256(sha256(header)), consecutive nonces", format_rate(baseline), "", "1.0"]
     )
+    for line in format_table(["backend", "device", "name", "rate", "kernel rate", "x hashlib"], table, "lll"):
+        print(line)
+    for row in rows:
+        if "error" in row:
+            print(f"{row['backend']} {row['device']}: unavailable: {row['error']}")
+    print(f"hashlib baseline (1 thread): {measured.describe()}")
     return 0
 
 

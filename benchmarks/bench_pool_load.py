@@ -34,6 +34,8 @@ import subprocess
 import sys
 import time
 
+from argtypes import non_negative_float, positive_float
+
 DIFF1_TARGET = 0xFFFF << 208
 HARD_NBITS = "1d00ffff"  # no share is a block: the job stays valid for the whole run
 
@@ -288,16 +290,25 @@ def start_pool(args) -> subprocess.Popen:
     raise SystemExit("miner pool did not start listening")
 
 
-def main() -> None:
+def build_parser() -> argparse.ArgumentParser:
+    """This script's options (the tests walk every float option of every benchmark)."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--connections", type=int, default=1000)
-    parser.add_argument("--seconds", type=float, default=30.0, help="submit phase length (bounded)")
+    parser.add_argument("--seconds", type=positive_float, default=30.0, help="submit phase length (bounded)")
     parser.add_argument("--shares-per-connection", type=int, default=250, help="valid shares prepared per connection")
-    parser.add_argument("--difficulty", type=float, default=2.0**-30, help="pool share difficulty (low: cheap shares)")
-    parser.add_argument("--pause", type=float, default=0.0, help="seconds each client waits between submits")
+    parser.add_argument(
+        "--difficulty", type=positive_float, default=2.0**-30, help="pool share difficulty (low: cheap shares)"
+    )
+    parser.add_argument(
+        "--pause", type=non_negative_float, default=0.0, help="seconds each client waits between submits"
+    )
     parser.add_argument("--seed", type=int, default=1)
     parser.add_argument("--json", action="store_true", help="print only the JSON line")
-    args = parser.parse_args()
+    return parser
+
+
+def main() -> None:
+    args = build_parser().parse_args()
     args.port = free_port()
     raise_fd_limit(args.connections + 256)
     pool = start_pool(args)

@@ -24,7 +24,9 @@ import subprocess
 import sys
 import time
 
-from miner.api_client import query
+from argtypes import non_negative_float, positive_float
+
+from miner.asic.client import query
 
 
 def free_port() -> int:
@@ -107,17 +109,26 @@ def last_json(text: str) -> dict:
     return json.loads(lines[-1]) if lines else {}
 
 
-def main() -> None:
+def build_parser() -> argparse.ArgumentParser:
+    """This script's options (the tests walk every float option of every benchmark)."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--seconds", type=float, default=3600.0, help="soak length (default one hour)")
-    parser.add_argument("--interval", type=float, default=10.0, help="seconds between samples")
-    parser.add_argument("--warmup", type=float, default=30.0, help="seconds left out of the flatness checks")
+    parser.add_argument("--seconds", type=positive_float, default=3600.0, help="soak length (default one hour)")
+    parser.add_argument("--interval", type=positive_float, default=10.0, help="seconds between samples")
+    parser.add_argument(
+        "--warmup", type=non_negative_float, default=30.0, help="seconds left out of the flatness checks"
+    )
     parser.add_argument("--backend", default="cpu")
     parser.add_argument("--threads", type=int, default=1)
-    parser.add_argument("--share-interval", type=float, default=2.0, help="the pool's vardiff aim, seconds a share")
+    parser.add_argument(
+        "--share-interval", type=positive_float, default=2.0, help="the pool's vardiff aim, seconds a share"
+    )
     parser.add_argument("--nbits", default="207fffff", help="the pool chain's nBits (regtest: every share a block)")
     parser.add_argument("--samples", action="store_true", help="include every sample in the report")
-    args = parser.parse_args()
+    return parser
+
+
+def main() -> None:
+    args = build_parser().parse_args()
 
     pool_port, api_port = free_port(), free_port()
     env = dict(os.environ, PYTHONUNBUFFERED="1")

@@ -15,7 +15,11 @@ BACKENDS = {
 
 
 def get_backend(name: str, **options) -> Backend:
-    """Build a backend by name; BackendUnavailable says why one cannot run."""
+    """Build a backend by name; BackendUnavailable says why one cannot run.
+
+    ``cpu`` without ``lanes`` (or with ``lanes="auto"``) runs the kernel :mod:`kernels.chooser`
+    measured fastest on this machine, timed on its first start and cached on disk after that.
+    """
     try:
         target = BACKENDS[name]
     except KeyError:

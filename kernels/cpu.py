@@ -93,7 +93,8 @@ def _emit_scan_loop(builder: ir.IRBuilder, lanes: int, params_ptr, start, nbatch
     return emit_batch_loop(builder, lanes, start, nbatches, target_top, hash_tops)
 
 
-SHA_NI_BASE = 100  # variant codes above this run SHA-NI on (code - 100) nonces at once
+SHA_NI_BASE = 100  # variant codes 101..119: SHA-NI on (code - 100) nonces, LLVM-scheduled
+SHA_ASM_BASE = 120  # codes 121..139: SHA-NI on (code - 120) nonces, one assembly block (kernels/sha_asm.py)
 
 
 def kernel_fingerprint() -> int:
@@ -109,7 +110,7 @@ def kernel_fingerprint() -> int:
         args = [a.index if isinstance(a, Node) else a for a in node.args]
         digest.update(repr((node.index, node.op, args, node.kind, node.value)).encode())
     digest.update(repr([node.index for node in KERNEL.frontier]).encode())
-    for name in ("cpu_sha.py", "ir_loop.py"):
+    for name in ("cpu_sha.py", "ir_loop.py", "sha_asm.py"):
         digest.update(Path(__file__).with_name(name).read_bytes())
     return int.from_bytes(digest.digest()[:3], "big")
 
@@ -117,9 +118,9 @@ def kernel_fingerprint() -> int:
 KERNEL_ID = kernel_fingerprint()
 
 
-def make_variant(code: int) -> int:
-    """The literal passed to scan_range: kernel fingerprint, then the variant code."""
-    return (KERNEL_ID << 8) | code
+def make_variant(code: int, tuning: int = 0) -> int:
+    """The literal passed to scan_range: kernel fingerprint, a tuning byte, the variant code."""
+    return (KERNEL_ID << 16) | (tuning << 8) | code
 
 
 @intrinsic
@@ -127,16 +128,24 @@ def scan_batches(typingctx, params, start, nbatches, target_top, variant):
     """(params uint32[:], start u32, nbatches i64 >= 1, target_top u32, variant literal) -> i64
 
     ``variant`` is a compile-time constant (see make_variant); its low byte
-    is 4/8/16 vector lanes, or 100+n for SHA-NI on n interleaved nonces.
+    is 4/8/16 vector lanes, 100+n for SHA-NI on n interleaved nonces as LLVM
+    schedules them, or 120+n for the same as one register-allocated block.
     """
     if not isinstance(variant, types.IntegerLiteral):
         return None
     code = variant.literal_value & 0xFF
+    tuning = (variant.literal_value >> 8) & 0xFF
     sig = types.int64(params, types.uint32, types.int64, types.uint32, variant)
 
     def codegen(context, builder, signature, args):
         params_val, start_val, nbatches_val, target_val, _ = args
         data = cgutils.create_struct_proxy(signature.args[0])(context, builder, value=params_val).data
+        if code > SHA_ASM_BASE:
+            from kernels.sha_asm import emit_asm_tops
+
+            streams = code - SHA_ASM_BASE
+            tops = emit_asm_tops(builder, streams, data, tuning & 0xF or SHA_SEGMENT_PAIRS, tuning >> 4)
+            return emit_batch_loop(builder, streams, start_val, nbatches_val, target_val, tops)
         if code > SHA_NI_BASE:
             from kernels.cpu_sha import emit_sha_scan_loop
 
@@ -154,7 +163,9 @@ def scan_range(params, start, count, target_top, out, variant):
     start + scanned. One compiled (and cached) specialisation per variant.
     """
     code = variant & 0xFF
-    if code > SHA_NI_BASE:
+    if code > SHA_ASM_BASE:
+        lanes = code - SHA_ASM_BASE
+    elif code > SHA_NI_BASE:
         lanes = code - SHA_NI_BASE
     else:
         lanes = code
@@ -189,7 +200,11 @@ def host_cpu_features() -> set[str]:
 
 
 def default_lanes(features: set[str] | None = None) -> int:
-    """16 lanes fill an AVX-512 register, 8 an AVX2 one, 4 an SSE one."""
+    """The vector width the feature flags suggest: 16 lanes fill an AVX-512 register, 8 an AVX2 one, 4 an SSE one.
+
+    Only a yardstick now: the kernel that runs by default is the one :mod:`kernels.chooser`
+    measured fastest, and ``miner bench`` reports its margin over this guess.
+    """
     feats = host_cpu_features() if features is None else features
     if "avx512f" in feats:
         return 16
@@ -214,34 +229,74 @@ def compiled_scanner(variant: int):
     raise RuntimeError(f"no compiled scan_range for variant {variant:#x}")  # pragma: no cover
 
 
-SHA_STREAMS = 4  # nonces interleaved by the SHA-NI kernel (8 spills badly)
-KERNEL_CHOICES = ("4", "8", "16", "sha")
+SHA_STREAMS = 4  # nonces in flight in "sha": on Zen 3, 3 to 5 run alike, 2 leave the SHA unit idle
+SHA_SEGMENT_PAIRS = 2  # kernels/sha_asm.py: rnds2 pairs of one stream emitted together
+SHA_LOOKAHEAD = 2  # kernels/sha_asm.py: segments the message schedule runs ahead of the rounds
+KERNEL_CHOICES = ("4", "8", "16", "sha", "sha2", "sha3")
+
+
+def sha_asm_variant(streams: int, segment_pairs: int = SHA_SEGMENT_PAIRS, lookahead: int = SHA_LOOKAHEAD) -> int:
+    """The variant literal of the assembly SHA-NI kernel (tuning byte: lookahead, segment)."""
+    return make_variant(SHA_ASM_BASE + streams, (lookahead << 4) | segment_pairs)
+
+
+def build_variant(choice: str, features: set[str] | None = None) -> tuple[int, int]:
+    """(nonces per batch, variant literal) of an entry of KERNEL_CHOICES.
+
+    Raises BackendUnavailable when this CPU lacks what the kernel needs. "sha" is the
+    fastest SHA-NI form measured (the assembly kernel, SHA_STREAMS nonces); on a CPU with
+    SHA-NI but no AVX (the assembly uses VEX encodings) it is the LLVM-scheduled kernel.
+    "sha2"/"sha3" are the assembly kernel on fewer nonces, for CPUs where that wins.
+    """
+    if choice.isdigit():
+        return int(choice), make_variant(int(choice))
+    feats = host_cpu_features() if features is None else features
+    if choice in ("sha", "sha2", "sha3"):
+        if "sha" not in feats:
+            raise BackendUnavailable("this CPU has no SHA extensions (SHA-NI)")
+        streams = SHA_STREAMS if choice == "sha" else int(choice[3:])
+        if "avx" in feats:
+            return streams, sha_asm_variant(streams)
+        if choice != "sha":
+            raise BackendUnavailable(f"kernel {choice!r} needs AVX (VEX encodings) beside SHA-NI")
+        return streams, make_variant(SHA_NI_BASE + streams)
+    raise BackendUnavailable(f"kernel {choice!r} has no build rule")
 
 
 class CpuBackend(Backend):
     """numba kernel; share one instance between threads (it holds no state).
 
-    ``lanes``: 4, 8 or 16 SIMD lanes of the vector kernel, or "sha" for the
-    SHA-NI kernel (measured slower than 16 AVX-512 lanes on Intel Xeon, so it
-    is never the default; `benchmarks/bench_throughput.py` compares them).
+    ``lanes``: an entry of KERNEL_CHOICES (4, 8 or 16 SIMD lanes of the vector
+    kernel, "sha" for the SHA-NI kernel, ...), or None / "auto" for the one
+    :mod:`kernels.chooser` measured fastest on this machine. Which kernel wins
+    depends on the CPU (16 lanes on an AVX-512 Xeon, SHA-NI on AMD Zen), so
+    it is timed once and cached, not guessed from feature flags.
     """
 
     name = "cpu"
     default_chunk = 1 << 19  # ~15 ms at full speed; the engine grows it toward ~100 ms
 
     def __init__(self, lanes: int | str | None = None) -> None:
-        if lanes is None:
-            lanes = default_lanes()
-        if str(lanes) not in KERNEL_CHOICES:
-            raise ValueError(f"lanes must be one of {', '.join(KERNEL_CHOICES)}")
-        if str(lanes) == "sha":
-            if "sha" not in host_cpu_features():
-                raise BackendUnavailable("this CPU has no SHA extensions (SHA-NI)")
-            self.lanes = SHA_STREAMS
-            self.variant = make_variant(SHA_NI_BASE + SHA_STREAMS)
-        else:
-            self.lanes = int(lanes)
-            self.variant = make_variant(self.lanes)
+        choice = "auto" if lanes is None else str(lanes)
+        self.auto = choice == "auto"
+        if self.auto:
+            from kernels.chooser import chosen_kernel
+
+            choice = chosen_kernel()
+        if choice not in KERNEL_CHOICES:
+            raise ValueError(f"lanes must be auto or one of {', '.join(KERNEL_CHOICES)}, got {lanes!r}")
+        try:
+            self._build(choice)
+        except BackendUnavailable:
+            if not self.auto:
+                raise
+            from kernels.chooser import choose
+
+            self._build(choose(refresh=True).winner)  # the cached winner no longer runs here: time again
+
+    def _build(self, choice: str) -> None:
+        self.lanes, self.variant = build_variant(choice)
+        self.choice = choice
         self._scan_range = compiled_scanner(self.variant)
 
     @property
@@ -276,6 +331,8 @@ class CpuBackend(Backend):
         self.scan(self.prepare(bytes(80), 0), 0, self.lanes)
 
     def describe(self) -> str:
+        if self.uses_sha_ni and self.variant & 0xFF <= SHA_ASM_BASE:
+            return f"cpu (numba, SHA-NI x{self.lanes}, LLVM-scheduled)"
         if self.uses_sha_ni:
             return f"cpu (numba, SHA-NI x{self.lanes})"
         return f"cpu (numba, {self.lanes} lanes)"

@@ -130,3 +130,140 @@ def test_grind_returns_the_lowest_winning_nonce(threads):
     assert ground.exit_code == 0, ground.output
     solved = bytes.fromhex(ground.stdout.strip())
     assert int.from_bytes(solved[76:], "little") == hits[0]
+
+
+# --- bench: which kernel won, every kernel, several backends, honest figures ---------------------
+
+
+@pytest.fixture
+def chosen(tmp_path, monkeypatch):
+    """A verdict on disk in a private cache: the real kernels, built and checked, with timings made up."""
+    from kernels import chooser
+
+    monkeypatch.setenv(chooser.CACHE_ENV, str(tmp_path))
+    chooser.forget()
+    rates = {"16": 40e6, "8": 20e6, "4": 10e6}
+    monkeypatch.setattr(chooser, "_time_slice", lambda backend, *_: rates.get(backend.choice, 1e6))
+    choice = chooser.choose()
+    yield choice
+    chooser.forget()
+
+
+def test_bench_says_which_kernel_won_and_by_how_much(chosen):
+    from kernels.cpu import default_lanes
+
+    result = run("bench", "--seconds", "0.2", "--threads", "1")
+    assert result.exit_code == 0, result.output
+    line = next(line for line in result.output.splitlines() if line.startswith("kernel:"))
+    assert line.startswith("kernel: 16 (cpu (numba, 16 lanes)) timed fastest, 2.00x the runner-up 8")
+    feature_default = str(default_lanes())
+    if feature_default != "16":
+        assert f"{40e6 / chosen.rates[feature_default]:.2f}x the feature-flag default {feature_default}" in line
+    assert chosen.path in line
+    report = json.loads(run("bench", "--seconds", "0.2", "--threads", "1", "--json").output)
+    assert report["kernel"]["running"] == "16" and not report["kernel"]["forced"]
+    assert report["kernel"]["choice"]["vs_runner_up"] == pytest.approx(2.0)
+    assert report["description"] == "cpu (numba, 16 lanes)"
+
+
+def test_bench_with_a_forced_kernel_says_what_auto_would_run(chosen):
+    result = run("bench", "--seconds", "0.2", "--threads", "1", "--lanes", "4")
+    assert result.exit_code == 0, result.output
+    assert "kernel: 4 (cpu (numba, 4 lanes)), forced with --lanes; --lanes auto would run 16, 4.00x as fast" in (
+        result.output
+    )
+
+
+def test_bench_all_kernels_rates_every_kernel_beside_one_baseline(chosen):
+    from kernels.cpu import KERNEL_CHOICES
+
+    result = run("bench", "--all-kernels", "--seconds", "0.2", "--threads", "1", "--json")
+    assert result.exit_code == 0, result.output
+    report = json.loads(result.output)
+    assert [row["kernel"] for row in report["kernels"]] == list(KERNEL_CHOICES)
+    measured = [row for row in report["kernels"] if "hashrate" in row]
+    assert measured and all(row["hashrate"] > 0 and row["description"].startswith("cpu (numba") for row in measured)
+    assert all("error" in row for row in report["kernels"] if "hashrate" not in row)
+    assert [row["kernel"] for row in measured if row["auto"]] == ["16"] and report["auto"] == "16"
+    assert max(row["vs_fastest"] for row in measured) == pytest.approx(1.0)
+    fastest = max(measured, key=lambda row: row["hashrate"])
+    assert report["fastest"] == fastest["kernel"]
+    assert report["baseline_hashrate"] == report["baseline"]["hashrate"]
+    text = run("bench", "--all-kernels", "--seconds", "0.2", "--threads", "1").output
+    lines = text.splitlines()
+    for kernel in (row["kernel"] for row in measured):
+        assert any(line.split()[0] == kernel for line in lines[1:]), text
+    assert any(line.startswith("--lanes auto runs 16: ") for line in lines), text
+
+
+@pytest.mark.parametrize("args", [["-b", "reference"], ["--lanes", "8"], ["-b", "cpu,reference"]])
+def test_bench_all_kernels_refuses_what_it_cannot_time(args):
+    result = run("bench", "--all-kernels", "-s", "0.2", *args)
+    assert result.exit_code == 2 and "--all-kernels" in result.output
+
+
+def test_bench_runs_several_backends_at_once_each_on_its_row():
+    report = json.loads(run("bench", "-b", "cpu,reference", "-t", "1", "-s", "0.3", "--json").output)
+    assert report["backend"] == "cpu,reference" and report["threads"] == 2
+    rows = {row["backend"]: row for row in report["rows"]}
+    assert set(rows) == {"cpu", "reference"}
+    assert all(row["workers"] == 1 and row["hashes"] > 0 for row in rows.values())
+    assert sum(row["hashes"] for row in rows.values()) == report["hashes"]
+    text = run("bench", "-b", "reference,cpu", "-t", "1", "-s", "0.3").output
+    assert [line.split()[0] for line in text.splitlines()[1:4]] == ["reference", "cpu", "total"]
+
+
+def test_bench_prints_the_reference_backends_real_rate():
+    result = run("bench", "-b", "reference", "-t", "1", "-s", "0.3")
+    assert result.exit_code == 0, result.output
+    row = next(line for line in result.output.splitlines() if line.startswith("reference"))
+    value, unit = row.split()[-3:-1]
+    assert unit in ("H/s", "kH/s") and float(value) > 0, row
+    assert float(row.split()[-1]) > 0  # x hashlib, with the digits it needs
+
+
+def test_bench_takes_one_baseline_the_median_of_several_runs_with_its_spread():
+    import statistics
+
+    report = json.loads(run("bench", "-b", "reference", "-t", "1", "-s", "0.3", "--json").output)
+    baseline = report["baseline"]
+    assert len(baseline["runs"]) >= 3
+    assert baseline["hashrate"] == statistics.median(baseline["runs"]) == report["baseline_hashrate"]
+    assert baseline["low"] == min(baseline["runs"]) and baseline["high"] == max(baseline["runs"])
+    assert baseline["spread"] == pytest.approx((baseline["high"] - baseline["low"]) / baseline["hashrate"])
+    text = run("bench", "-b", "reference", "-t", "1", "-s", "0.3").output
+    assert "hashlib baseline (1 thread): median of 5 runs" in text and "spread" in text
+
+
+def test_table_columns_fit_their_widest_cell_and_rates_keep_their_digits():
+    from miner.throughput import format_rate, format_ratio, format_table
+
+    lines = format_table(
+        ["backend", "threads", "rate"],
+        [["opencl 0:0 (pthread-haswell-AMD EPYC, 8 lanes)", "1", "51.8 kH/s"], ["cpu", "2", "28.4 MH/s"]],
+    )
+    assert len({len(line) for line in lines}) == 1  # every column lines up under its header
+    assert lines[1].startswith("opencl 0:0 (pthread-haswell-AMD EPYC, 8 lanes)  ")
+    assert lines[0].endswith("rate") and lines[1].endswith("51.8 kH/s") and lines[2].endswith("28.4 MH/s")
+    assert [format_rate(r) for r in (0, 189.4, 999.7, 2134, 28.44e6, 1.5e9)] == [
+        "0 H/s",
+        "189 H/s",
+        "1.00 kH/s",
+        "2.13 kH/s",
+        "28.4 MH/s",
+        "1.50 GH/s",
+    ]
+    assert [format_ratio(r) for r in (0.00066, 0.5, 22.2, 156.3)] == ["0.00066", "0.50", "22.2", "156"]
+
+
+def test_lanes_takes_auto_or_a_kernel_the_cpu_module_lists():
+    from kernels.cpu import KERNEL_CHOICES
+
+    helped = run("bench", "--help")
+    assert "[" + "|".join(("auto", *KERNEL_CHOICES)) + "]" in helped.output and "[default: auto]" in helped.output
+    bad = run("bench", "--lanes", "7", "-s", "0.2")
+    assert bad.exit_code == 2 and all(choice in bad.output for choice in KERNEL_CHOICES)
+    wrong = run("scan", REGTEST_GENESIS, "--bits", "207fffff", "--count", "4", "-b", "reference", "--lanes", "8")
+    assert wrong.exit_code == 2 and "--lanes applies to --backend cpu" in wrong.output
+    fine = run("scan", REGTEST_GENESIS, "--bits", "207fffff", "--count", "4", "-b", "reference", "--lanes", "auto")
+    assert fine.exit_code == 0 and fine.output

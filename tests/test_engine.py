@@ -153,3 +153,31 @@ def test_several_backends_run_side_by_side():
         assert "--device" in str(exc)
     else:
         raise AssertionError("--device without opencl must be refused")
+
+
+def test_the_cpu_kernel_is_resolved_once_and_is_the_one_measured_fastest(tmp_path, monkeypatch):
+    from kernels import chooser
+    from kernels.cpu import CpuBackend
+    from miner.cli.common import make_engine
+
+    monkeypatch.setenv(chooser.CACHE_ENV, str(tmp_path))
+    chooser.forget()
+    monkeypatch.setattr(chooser, "_time_slice", lambda backend, *_: 2.0 if backend.choice == "4" else 1.0)
+    try:
+        assert chooser.choose().winner == "4"
+        built = []
+        real_init = CpuBackend.__init__
+
+        def counting_init(self, lanes=None):
+            built.append(lanes)
+            real_init(self, lanes)
+
+        monkeypatch.setattr(CpuBackend, "__init__", counting_init)
+        engine = make_engine("cpu", threads=2)
+        assert built == ["auto"]  # one backend for every CPU worker, built once
+        assert len(engine.devices) == 2 and engine.devices[0].backend is engine.devices[1].backend
+        assert engine.devices[0].backend.choice == "4"
+        direct = Engine.for_backend("cpu", threads=2)
+        assert built == ["auto", None] and direct.devices[0].backend.choice == "4"
+    finally:
+        chooser.forget()

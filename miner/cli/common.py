@@ -95,6 +95,35 @@ def _backend_list(ctx, param, value: str) -> str:
     return ",".join(names)
 
 
+class KernelName(click.ParamType):
+    """``auto`` or an entry of ``kernels.cpu.KERNEL_CHOICES``.
+
+    The list is read from the kernel module only when a name other than ``auto`` is given (or
+    help is shown), so commands that never scan on the CPU start without importing numba, and a
+    kernel added there is accepted here without a second list to keep in step.
+    """
+
+    name = "kernel"
+
+    @staticmethod
+    def choices() -> tuple[str, ...]:
+        from kernels.cpu import KERNEL_CHOICES
+
+        return ("auto", *KERNEL_CHOICES)
+
+    def get_metavar(self, param, ctx=None) -> str:
+        return "[" + "|".join(self.choices()) + "]"
+
+    def convert(self, value, param, ctx) -> str:
+        text = str(value).strip()
+        if text == "auto":
+            return text
+        choices = self.choices()
+        if text not in choices:
+            self.fail(f"{value!r} is not one of {', '.join(choices)}", param, ctx)
+        return text
+
+
 def backend_options(func):
     """--backend, --threads, --device, --lanes: how and where to scan."""
 
@@ -119,9 +148,11 @@ def backend_options(func):
     )
     @click.option(
         "--lanes",
-        type=click.Choice(["4", "8", "16", "sha"]),
-        default=None,
-        help="CPU kernel: 4/8/16 SIMD lanes, or 'sha' for SHA-NI (default: lanes from the CPU's features)",
+        type=KernelName(),
+        default="auto",
+        show_default=True,
+        help="CPU kernel: 4/8/16 SIMD lanes, 'sha' for SHA-NI, ...; 'auto' runs the one timed fastest here "
+        "(timed once, cached; `miner bench --all-kernels` compares them all)",
     )
     @functools.wraps(func)
     def wrapper(*args, **kwargs):
@@ -130,21 +161,29 @@ def backend_options(func):
     return wrapper
 
 
+def _forced(lanes: str | None) -> bool:
+    return lanes not in (None, "auto")
+
+
 def backend_kwargs(backend: str, device: str | None, lanes: str | None) -> dict:
     options: dict = {}
     if device is not None:
         if backend != "opencl":
             raise CliError("--device applies to --backend opencl", 2)
         options["device"] = device
-    if lanes is not None:
-        if backend != "cpu":
-            raise CliError("--lanes applies to --backend cpu", 2)
-        options["lanes"] = lanes
+    if _forced(lanes) and backend != "cpu":
+        raise CliError("--lanes applies to --backend cpu", 2)
+    if backend == "cpu":
+        options["lanes"] = lanes or "auto"
     return options
 
 
 def make_backend(backend: str, device: str | None = None, lanes: str | None = None):
-    """One backend by name; a one-line error if it cannot run here."""
+    """One backend by name, the one place the CLI resolves one; a one-line error if it cannot run here.
+
+    For ``cpu`` the kernel is ``lanes``, or with ``auto`` the one :mod:`kernels.chooser` timed
+    fastest on this machine (read from its cache after the first start).
+    """
     from kernels import get_backend
 
     if "," in backend:
@@ -155,18 +194,17 @@ def make_backend(backend: str, device: str | None = None, lanes: str | None = No
         raise CliError(str(exc)) from None
 
 
-def make_engine(
-    backend: str, threads: int | None, device: str | None = None, lanes: str | None = None, **engine_kwargs
-):
-    """An Engine over one or more backends: a worker per CPU thread, one per OpenCL device."""
-    from miner.engine import Device, Engine, cpu_devices, default_threads
+def make_devices(backend: str, threads: int | None, device: str | None = None, lanes: str | None = None) -> list:
+    """The engine's workers for one or more backends: a worker per CPU thread, one per OpenCL device.
+
+    Each backend is built once, by :func:`make_backend`; its CPU threads share that instance.
+    """
+    from miner.engine import Device, cpu_devices, default_threads
 
     names = backend.split(",")
-    if len(names) == 1 and (device is None or "," not in device):
-        return Engine.for_backend(make_backend(backend, device, lanes), threads=threads, **engine_kwargs)
     if device is not None and "opencl" not in names:
         raise CliError("--device applies to --backend opencl", 2)
-    if lanes is not None and "cpu" not in names:
+    if _forced(lanes) and "cpu" not in names:
         raise CliError("--lanes applies to --backend cpu", 2)
     devices: list[Device] = []
     if "opencl" in names:
@@ -179,4 +217,13 @@ def make_engine(
         if name != "opencl":
             be = make_backend(name, None, lanes if name == "cpu" else None)
             devices += cpu_devices(be, threads or max(1, default_threads() - gpus))
-    return Engine(devices, **engine_kwargs)
+    return devices
+
+
+def make_engine(
+    backend: str, threads: int | None, device: str | None = None, lanes: str | None = None, **engine_kwargs
+):
+    """An Engine over one or more backends (see :func:`make_devices`)."""
+    from miner.engine import Engine
+
+    return Engine(make_devices(backend, threads, device, lanes), **engine_kwargs)

@@ -156,40 +156,203 @@ def scan(header_hex, target, bits, difficulty, start, count, backend, threads, d
         raise CliError(f"{hw_errors} candidate(s) failed hashlib verification (hardware errors)", 3)
 
 
+def _kernel_report(devices: list) -> tuple[dict | None, list[str]]:
+    """What the CPU workers run and how it was chosen, as JSON and as lines; (None, []) without a CPU kernel."""
+    from kernels.cpu import CpuBackend
+
+    cpu = next((dev.backend for dev in devices if isinstance(dev.backend, CpuBackend)), None)
+    if cpu is None:
+        return None, []
+    from kernels import chooser
+
+    # A forced kernel never triggers a timing: it is compared with a verdict already on disk, if any.
+    choice = chooser.choose() if cpu.auto else chooser.cached_choice()
+    report: dict = {"running": cpu.choice, "description": cpu.describe(), "forced": not cpu.auto}
+    if choice is None:
+        return report, [f"kernel: {cpu.choice} ({cpu.describe()}), forced with --lanes"]
+    report["choice"] = choice.to_json()
+    if cpu.auto:
+        how = "timed at this start" if not choice.cached else f"timed {choice.measured_at}"
+        how += f", cached in {choice.path}" if choice.path else ", not cached: the cache directory is not writable"
+        return report, [f"kernel: {choice.summary()} ({how}; --lanes forces one)"]
+    line = f"kernel: {cpu.choice} ({cpu.describe()}), forced with --lanes"
+    if choice.winner != cpu.choice:
+        margin = choice.margin(cpu.choice)
+        faster = f", {margin:.2f}x as fast in the start-up timing" if margin else ""
+        line += f"; --lanes auto would run {choice.winner}{faster}"
+    return report, [line]
+
+
+def _baseline_line(baseline) -> str:
+    return f"hashlib baseline (1 thread): {baseline.describe()}"
+
+
 @click.command()
 @backend_options
 @click.option("--seconds", "-s", type=Number(min=0.1), default=5.0, show_default=True, help="how long to mine")
+@click.option("--all-kernels", is_flag=True, help="time every CPU kernel in turn (--seconds each), not just one")
+@click.option("--rechoose", is_flag=True, help="time the CPU kernels for --lanes auto again and cache the new verdict")
 @click.option("--json", "as_json", is_flag=True, help="print one JSON object")
-def bench(backend, threads, device, lanes, seconds, as_json) -> None:
-    """Measure nonce throughput beside the plain hashlib loop, in one run."""
-    from miner.throughput import engine_rate, hashlib_baseline
+def bench(backend, threads, device, lanes, seconds, all_kernels, rechoose, as_json) -> None:
+    """Measure nonce throughput beside the plain hashlib loop, in one run.
 
-    be = make_backend(backend, device, lanes)
-    n_threads = (threads or default_threads()) if backend != "opencl" else 1
-    baseline = hashlib_baseline(min(1.0, max(0.25, seconds / 5)))
+    Runs what `mine` would run with the same options: one backend, several at once (-b cpu,opencl)
+    or several OpenCL devices (--device 0:0,0:1), each backend's rate on its own row. The hashlib
+    baseline is the median of several short runs, taken once, with its spread.
+    """
+    from miner.cli.common import make_devices
+    from miner.throughput import BASELINE_SECONDS, engine_rates, measure_baseline
+
+    if rechoose and "cpu" in backend.split(","):
+        from kernels import BackendUnavailable, chooser
+
+        try:
+            chooser.choose(refresh=True)
+        except BackendUnavailable as exc:
+            raise CliError(str(exc)) from None
+    if all_kernels:
+        _bench_all_kernels(backend, threads, device, lanes, seconds, as_json)
+        return
+    devices = make_devices(backend, threads, device, lanes)
+    n_threads = sum(1 for dev in devices if not dev.name.startswith("OPENCL")) or 1
+    kernel, kernel_lines = _kernel_report(devices)
     try:
-        result = engine_rate(be, n_threads, seconds)
+        baseline = measure_baseline(seconds=min(BASELINE_SECONDS, max(0.05, seconds / 10)))
+        result = engine_rates(devices, seconds)
     except KeyboardInterrupt:
         raise Interrupted() from None
+    groups = result["groups"]
     report = {
-        "backend": be.name,
+        "backend": ",".join(dict.fromkeys(group["backend"] for group in groups)),
         "threads": n_threads,
         "hashes": result["hashes"],
         "seconds": round(result["seconds"], 3),
         "hashrate": result["hashrate"],
-        "baseline_hashrate": baseline,
-        "speedup": result["hashrate"] / baseline,
-        "description": be.describe(),
+        "baseline_hashrate": baseline.median,
+        "baseline": baseline.to_json(),
+        "speedup": result["hashrate"] / baseline.median,
+        "description": " + ".join(group["description"] for group in groups),
+        "rows": [{**group, "speedup": group["hashrate"] / baseline.median} for group in groups],
+        "kernel": kernel,
+        "errors": result["errors"],
     }
     if as_json:
         click.echo(json.dumps(report))
         return
-    click.echo(f"{'backend':<28}{'threads':>8}{'hashes':>14}{'seconds':>9}{'MH/s':>10}{'x hashlib':>11}")
-    click.echo(
-        f"{report['description']:<28}{n_threads:>8}{report['hashes']:>14}{report['seconds']:>9.2f}"
-        f"{report['hashrate'] / 1e6:>10.2f}{report['speedup']:>11.1f}"
+    from miner.throughput import format_rate, format_ratio, format_table
+
+    rows = [
+        [
+            row["description"],
+            str(row["workers"]),
+            str(row["hashes"]),
+            f"{report['seconds']:.2f}",
+            format_rate(row["hashrate"]),
+            format_ratio(row["speedup"]),
+        ]
+        for row in report["rows"]
+    ]
+    if len(rows) > 1:
+        rows.append(
+            [
+                "total",
+                str(len(devices)),
+                str(report["hashes"]),
+                f"{report['seconds']:.2f}",
+                format_rate(report["hashrate"]),
+                format_ratio(report["speedup"]),
+            ]
+        )
+    rows.append(["hashlib baseline (1 thread)", "1", "", "", format_rate(baseline.median), "1.0"])
+    header = ["backend", "threads", "hashes", "seconds", "rate", "x hashlib"]
+    for line in format_table(header, rows):
+        click.echo(line)
+    click.echo(_baseline_line(baseline))
+    for line in kernel_lines:
+        click.echo(line)
+    for error in report["errors"][:3]:
+        click.echo(f"miner: {error}", err=True)
+
+
+def _bench_all_kernels(backend, threads, device, lanes, seconds, as_json) -> None:
+    """Every CPU kernel through the real engine in turn, one baseline for the table."""
+    from kernels import BackendUnavailable, chooser
+    from kernels.cpu import KERNEL_CHOICES, default_lanes
+    from miner.throughput import (
+        BASELINE_SECONDS,
+        format_rate,
+        format_ratio,
+        format_table,
+        kernel_rates,
+        measure_baseline,
     )
-    click.echo(f"{'hashlib baseline (1 thread)':<28}{1:>8}{'':>14}{'':>9}{baseline / 1e6:>10.2f}{1.0:>11.1f}")
+
+    if backend != "cpu" or device is not None:
+        raise CliError("--all-kernels times the CPU kernels: use it with --backend cpu", 2)
+    if lanes not in (None, "auto"):
+        raise CliError("--all-kernels times every kernel: leave out --lanes", 2)
+    try:
+        choice = chooser.choose()
+    except BackendUnavailable as exc:
+        raise CliError(str(exc)) from None
+    n_threads = threads or default_threads()
+    try:
+        baseline = measure_baseline(seconds=min(BASELINE_SECONDS, max(0.05, seconds / 10)))
+        rows = kernel_rates(list(KERNEL_CHOICES), n_threads, seconds)
+    except KeyboardInterrupt:
+        raise Interrupted() from None
+    measured = [row for row in rows if "hashrate" in row]
+    fastest = max(measured, key=lambda row: row["hashrate"]) if measured else None
+    feature_default = str(default_lanes())
+    for row in measured:
+        row["speedup"] = row["hashrate"] / baseline.median
+        row["vs_fastest"] = row["hashrate"] / fastest["hashrate"]
+        row["auto"] = row["kernel"] == choice.winner
+        row["feature_default"] = row["kernel"] == feature_default
+    report = {
+        "threads": n_threads,
+        "seconds_per_kernel": seconds,
+        "baseline_hashrate": baseline.median,
+        "baseline": baseline.to_json(),
+        "kernels": rows,
+        "fastest": fastest["kernel"] if fastest else None,
+        "auto": choice.winner,
+        "feature_default": feature_default,
+        "choice": choice.to_json(),
+    }
+    by_kernel = {row["kernel"]: row for row in measured}
+    auto_row = by_kernel.get(choice.winner)
+    report["auto_vs_fastest"] = auto_row["vs_fastest"] if auto_row else None
+    if as_json:
+        click.echo(json.dumps(report))
+        return
+    table = []
+    for row in measured:
+        marks = [mark for mark, on in (("auto", row["auto"]), ("feature flags", row["feature_default"])) if on]
+        table.append(
+            [
+                row["kernel"],
+                row["description"],
+                str(n_threads),
+                format_rate(row["hashrate"]),
+                format_ratio(row["speedup"]),
+                f"{row['vs_fastest']:.2f}",
+                ", ".join(marks),
+            ]
+        )
+    table.append(["hashlib", "baseline (1 thread)", "1", format_rate(baseline.median), "1.0", "", ""])
+    header = ["kernel", "description", "threads", "rate", "x hashlib", "x fastest", ""]
+    for line in format_table(header, table, "llrrrrl"):
+        click.echo(line)
+    for row in rows:
+        if "error" in row:
+            click.echo(f"{row['kernel']}: cannot run here: {row['error']}")
+    click.echo(_baseline_line(baseline))
+    if auto_row is not None and fastest is not None:
+        click.echo(
+            f"--lanes auto runs {choice.winner}: {auto_row['vs_fastest']:.2f}x the fastest kernel in this run "
+            f"({fastest['kernel']}); at start-up: {choice.summary()}"
+        )
 
 
 commands = [grind, scan, bench]

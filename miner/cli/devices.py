@@ -14,7 +14,7 @@ SIMD_FLAGS = ("avx512f", "avx2", "sse4_1", "sha_ni")
 
 
 def cpu_info(cpuinfo_path: str = "/proc/cpuinfo") -> dict:
-    """Cores, model and SIMD features; lanes is the uint32 vector width the features allow."""
+    """Cores, model and SIMD features, as the OS reports them (the kernel is :func:`kernel_info`'s)."""
     from miner.engine import default_threads
 
     model = platform_module.processor() or platform_module.machine()
@@ -31,8 +31,25 @@ def cpu_info(cpuinfo_path: str = "/proc/cpuinfo") -> dict:
     except OSError:
         pass
     simd = [flag for flag in SIMD_FLAGS if flag in flags]
-    lanes = 16 if "avx512f" in flags else 8 if "avx2" in flags else 4
-    return {"backend": "cpu", "model": model, "cores": default_threads(), "simd": simd, "lanes": lanes}
+    return {"backend": "cpu", "model": model, "cores": default_threads(), "simd": simd}
+
+
+def kernel_info() -> tuple[dict, str]:
+    """The CPU kernel ``--lanes auto`` runs, as JSON and as one line: the chooser's verdict.
+
+    The first start on a machine times the kernels (seconds, compiling included); later ones read the cache.
+    """
+    from kernels import chooser
+    from miner.throughput import format_rate
+
+    try:
+        choice = chooser.choose()
+    except BackendUnavailable as exc:
+        return {"available": False, "reason": str(exc)}, f"no CPU kernel runs here: {exc}"
+    rates = ", ".join(f"{name} {format_rate(rate)}" for name, rate in choice.ranked())
+    where = f"cached in {choice.path}" if choice.path else "not cached: the cache directory is not writable"
+    line = f"{choice.summary()} ({rates} on {choice.threads} threads; {where})"
+    return {"available": True, **choice.to_json()}, line
 
 
 def opencl_info() -> dict:
@@ -60,12 +77,14 @@ def _mib(n: int) -> str:
 def devices(as_json: bool) -> None:
     """List the CPU backend and every OpenCL platform and device (for --device)."""
     cpu = cpu_info()
+    cpu["kernel"], kernel_line = kernel_info()
     ocl = opencl_info()
     if as_json:
         click.echo(json.dumps({"cpu": cpu, "opencl": ocl}))
         return
     simd = ", ".join(cpu["simd"]) or "none detected"
-    click.echo(f"CPU     --backend cpu      {cpu['model']}: {cpu['cores']} cores, SIMD {simd} ({cpu['lanes']} lanes)")
+    click.echo(f"CPU     --backend cpu      {cpu['model']}: {cpu['cores']} cores, SIMD {simd}")
+    click.echo(f"        --lanes auto       {kernel_line}")
     if not ocl["available"]:
         click.echo(f"OpenCL  unavailable: {ocl['reason']}")
         return
