@@ -507,19 +507,64 @@ class Pool:
     # --- sessions ---
 
     def open_session(self, outbox: Outbox, peer: str = "") -> PoolSession:
-        session = PoolSession(self, outbox, peer)
+        return self.register_session(PoolSession(self, outbox, peer))
+
+    def register_session(self, session: Any) -> Any:
+        """Count a connection and send it every new job (``session.send_job(job, clean)``) until it closes.
+
+        Any protocol's session may register: the V2 side (:mod:`miner.pool_v2`) does, so both share one
+        job stream, one set of counts and one duplicate check.
+        """
         with self._lock:
             self._sessions.add(session)
             self.connections += 1
-        self.log(f"connect {peer}")
+        self.log(f"connect {session.peer}")
         return session
 
-    def _close_session(self, session: PoolSession) -> None:
+    def _close_session(self, session: Any) -> None:
         with self._lock:
             self._sessions.discard(session)
-            if session.state is not None:
+            if getattr(session, "state", None) is not None:
                 session.state.live = False
         self.log(f"disconnect {session.peer}")
+
+    def release_state(self, state: _WorkerState) -> None:
+        """A worker state (extranonce1) no connection uses any more; it stays resumable while remembered."""
+        with self._lock:
+            state.live = False
+
+    def verify_share(
+        self,
+        job: PoolJob,
+        difficulty: float,
+        extranonce1: bytes,
+        extranonce2: bytes,
+        ntime: int,
+        nonce: int,
+        version: int,
+    ) -> tuple[bytes, float, str | None]:
+        """The checks every share passes, whichever protocol brought it: ntime window, target, duplicate, block.
+
+        The header is rebuilt with :func:`miner.work.job_header`, as the miner builds it. Returns the hash
+        (internal order), the share's own difficulty and the job source's verdict when it is a block; raises
+        :class:`RequestError` (Stratum V1's codes, which the V2 side maps to its own) when it is refused.
+        """
+        if ntime < job.ntime or ntime > max(job.ntime, int(self.clock())) + MAX_FUTURE_NTIME:
+            raise RequestError(OTHER, "ntime out of range")
+        key = (job.job_id, extranonce1, extranonce2, ntime, nonce, version)
+        header = job_header(job.stratum_job(), extranonce1, extranonce2, ntime=ntime, version=version, nonce=nonce)
+        digest = sha256d(header)
+        value = hash_to_int(digest)
+        is_block = value <= job.network_target
+        if not is_block and value > difficulty_to_target(difficulty):
+            raise RequestError(LOW_DIFFICULTY, "low difficulty share")
+        if not self._first_submit(key):
+            raise RequestError(DUPLICATE, "duplicate share")
+        block = None
+        if is_block:
+            block = self._block_found(job, header, job.coinb1 + extranonce1 + extranonce2 + job.coinb2)
+        share_diff = DIFF1_TARGET / value if value else float("inf")
+        return digest, share_diff, block
 
     def _allocate(self, resume: str | None) -> _WorkerState:
         with self._lock:
@@ -782,30 +827,16 @@ class PoolSession:
             raise RequestError(OTHER, f"extranonce2 must be {self.pool.extranonce2_size} bytes, got {len(e2)}")
         ntime = int.from_bytes(_hex_field(ntime_hex, "ntime", 4), "big")
         nonce = int.from_bytes(_hex_field(nonce_hex, "nonce", 4), "big")
-        if ntime < job.ntime or ntime > max(job.ntime, int(self.pool.clock())) + MAX_FUTURE_NTIME:
-            raise RequestError(OTHER, "ntime out of range")
         version = job.version & 0xFFFFFFFF
         if version_bits_hex is not None:
             bits = int.from_bytes(_hex_field(version_bits_hex, "version bits", 4), "big")
             if bits & ~mask:
                 raise RequestError(OTHER, "version bits outside the mask")
             version = roll_version(version, mask, bits)
-        key = (job.job_id, e1, e2, ntime, nonce, version)
-        header = job_header(job.stratum_job(), e1, e2, ntime=ntime, version=version, nonce=nonce)
-        digest = sha256d(header)
-        value = hash_to_int(digest)
-        is_block = value <= job.network_target
-        if not is_block and value > difficulty_to_target(sent.difficulty):
-            raise RequestError(LOW_DIFFICULTY, "low difficulty share")
-        if not self.pool._first_submit(key):
-            raise RequestError(DUPLICATE, "duplicate share")
-        block = None
-        if is_block:
-            block = self.pool._block_found(job, header, job.coinb1 + e1 + e2 + job.coinb2)
+        digest, share_diff, block = self.pool.verify_share(job, sent.difficulty, e1, e2, ntime, nonce, version)
         with self._lock:
             if state.vardiff is not None:
                 state.vardiff.record_share(sent.difficulty, self.pool.monotonic())
-        share_diff = DIFF1_TARGET / value if value else float("inf")
         return ShareResult(worker, job_id, sent.difficulty, share_diff, digest, block)
 
 

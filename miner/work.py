@@ -60,6 +60,9 @@ class StratumJob:
     nbits: str
     ntime: str
     clean_jobs: bool = False
+    #: a header-only job (a Stratum V2 standard channel): the pool fixed the merkle root (hex, internal order),
+    #: so there is no coinbase to build and no extranonce to roll; never part of a V1 notify
+    merkle_root: str = ""
 
     @classmethod
     def from_params(cls, params: list) -> StratumJob:
@@ -127,6 +130,8 @@ def coinbase_bytes(job: StratumJob, extranonce1: bytes, extranonce2: bytes) -> b
 
 
 def job_merkle_root(job: StratumJob, extranonce1: bytes, extranonce2: bytes) -> bytes:
+    if job.merkle_root:
+        return bytes.fromhex(job.merkle_root)
     coinbase_hash = sha256d(coinbase_bytes(job, extranonce1, extranonce2))
     return merkle_root_from_branches(coinbase_hash, [bytes.fromhex(b) for b in job.merkle_branch])
 

@@ -237,6 +237,8 @@ class V2Client:
         self.channel = None
 
     def _session(self, sock: socket.socket) -> str:
+        # A share queued while the last session was ending names that channel's job: never send it on this one.
+        self._drop_queue()
         conn = ClientConnection(self.url.authority_key, clock=self.clock)
         self.connection = conn
         self.channel = None

@@ -103,13 +103,20 @@ class V2PoolHandler(Protocol):
 
 
 class V2Outbox:
-    """What the pool may push to one miner. Thread-safe: calls from other threads hop onto the loop."""
+    """What the pool may push to one miner. Thread-safe: calls from other threads hop onto the loop.
+
+    Messages leave in the order they were handed over, whichever threads handed them: a job sent
+    from the loop never overtakes a SetNewPrevHash another thread queued just before it, which
+    would have the miner hash that job on the wrong previous block.
+    """
 
     def __init__(self, loop: asyncio.AbstractEventLoop, writer: asyncio.StreamWriter, conn: ServerConnection) -> None:
         self._loop = loop
         self._writer = writer
         self._conn = conn
         self.closed = False
+        self._order = threading.Lock()
+        self._queued = 0  # writes handed to the loop and not yet run
 
     def _in_loop(self) -> bool:
         try:
@@ -118,13 +125,23 @@ class V2Outbox:
             return False
 
     def _submit(self, build: Callable[[], bytes]) -> None:
-        if self._in_loop():
-            self._write(build)
-        elif not self.closed:
+        with self._order:
+            if self._in_loop() and not self._queued:
+                self._write(build)
+                return
+            if self.closed:
+                return
             try:
-                self._loop.call_soon_threadsafe(self._write, build)
+                self._loop.call_soon_threadsafe(self._write_queued, build)
             except RuntimeError:  # the loop is gone: the server has stopped
                 self.closed = True
+                return
+            self._queued += 1
+
+    def _write_queued(self, build: Callable[[], bytes]) -> None:
+        with self._order:
+            self._queued -= 1
+            self._write(build)
 
     def _write(self, build: Callable[[], bytes]) -> None:
         if self.closed or self._writer.is_closing() or self._conn.state is not State.READY:
