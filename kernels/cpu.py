@@ -229,10 +229,10 @@ def compiled_scanner(variant: int):
     raise RuntimeError(f"no compiled scan_range for variant {variant:#x}")  # pragma: no cover
 
 
-SHA_STREAMS = 4  # nonces in flight in "sha": on Zen 3, 3 to 5 run alike, 2 leave the SHA unit idle
+SHA_STREAMS = 3  # nonces in flight in "sha": on Zen 3, 3 and 4 run alike alone, 3 better beside a busy neighbour
 SHA_SEGMENT_PAIRS = 2  # kernels/sha_asm.py: rnds2 pairs of one stream emitted together
 SHA_LOOKAHEAD = 2  # kernels/sha_asm.py: segments the message schedule runs ahead of the rounds
-KERNEL_CHOICES = ("4", "8", "16", "sha", "sha2", "sha3")
+KERNEL_CHOICES = ("4", "8", "16", "sha", "sha2", "sha4")
 
 
 def sha_asm_variant(streams: int, segment_pairs: int = SHA_SEGMENT_PAIRS, lookahead: int = SHA_LOOKAHEAD) -> int:
@@ -246,12 +246,12 @@ def build_variant(choice: str, features: set[str] | None = None) -> tuple[int, i
     Raises BackendUnavailable when this CPU lacks what the kernel needs. "sha" is the
     fastest SHA-NI form measured (the assembly kernel, SHA_STREAMS nonces); on a CPU with
     SHA-NI but no AVX (the assembly uses VEX encodings) it is the LLVM-scheduled kernel.
-    "sha2"/"sha3" are the assembly kernel on fewer nonces, for CPUs where that wins.
+    "sha2"/"sha4" are the assembly kernel on fewer or more nonces, for CPUs where that wins.
     """
     if choice.isdigit():
         return int(choice), make_variant(int(choice))
     feats = host_cpu_features() if features is None else features
-    if choice in ("sha", "sha2", "sha3"):
+    if choice in ("sha", "sha2", "sha4"):
         if "sha" not in feats:
             raise BackendUnavailable("this CPU has no SHA extensions (SHA-NI)")
         streams = SHA_STREAMS if choice == "sha" else int(choice[3:])
