@@ -12,16 +12,20 @@ from __future__ import annotations
 import json
 import math
 import re
+from dataclasses import dataclass
 from datetime import datetime, timezone
+from decimal import Decimal
+from fractions import Fraction
 from typing import Any
 
 from kernels import reference
 from miner.block import (
     DIFF1_TARGET,
+    MAX_TARGET,
     BlockHeader,
     bits_to_difficulty,
+    check_nbits,
     difficulty_to_target,
-    display_hex_to_internal,
     hash_to_display_hex,
     hash_to_int,
     int_to_display_hex,
@@ -33,8 +37,10 @@ from miner.block import (
     sha256d,
 )
 from miner.work import StratumJob, coinbase_bytes, job_header, job_merkle_root, roll_version, swap_words
+from stratum.protocol import ERR_JOB_NOT_FOUND, parse_error
 
 TWO_32 = 1 << 32
+MAX_EXTRANONCE2_SIZE = 32  # as the Stratum protocol core accepts
 SECONDS_PER_DAY = 86400
 
 #: real headers, embedded so the walk-through works with the package alone
@@ -128,9 +134,26 @@ def sha256_pass(message: bytes) -> dict[str, Any]:
     }
 
 
-def target_from_bits(bits: int) -> dict[str, Any]:
+def decode_bits(bits: int, field: str) -> int:
+    """The target an nBits encodes; a ValueError naming ``field`` and what it should hold when it encodes none.
+
+    A zero target is a target (no hash meets it, and the walk-through says so); a negative one or one
+    past 256 bits is not a number at all, so there is nothing to compare a hash with.
+    """
+    try:
+        return nbits_to_target(bits)
+    except ValueError:
+        try:
+            check_nbits(bits)
+            detail = f"nBits {bits:08x} encodes no target"
+        except ValueError as exc:
+            detail = str(exc)
+        raise ValueError(f"{field}: {detail}") from None
+
+
+def target_from_bits(bits: int, field: str = "nBits") -> dict[str, Any]:
     exponent, mantissa = bits >> 24, bits & 0x007FFFFF
-    target = nbits_to_target(bits)
+    target = decode_bits(bits, field)
     return {
         "bits": f"{bits:08x}",
         "exponent": exponent,
@@ -152,7 +175,8 @@ def explain_header(header80: bytes, label: str | None = None) -> dict[str, Any]:
     if digest != sha256d(header80):  # the teaching copy must agree with hashlib
         raise AssertionError("reference SHA-256 disagrees with hashlib")
     value = hash_to_int(digest)
-    target = nbits_to_target(header.bits)
+    field = "the header's bits field (bytes 72..75)"
+    target = decode_bits(header.bits, field)
     return {
         "label": label,
         "header_hex": header80.hex(),
@@ -162,7 +186,7 @@ def explain_header(header80: bytes, label: str | None = None) -> dict[str, Any]:
         "pass2": pass2,
         "hash_internal_hex": digest.hex(),
         "hash_display_hex": hash_to_display_hex(digest),
-        "target": target_from_bits(header.bits),
+        "target": target_from_bits(header.bits, field),
         "comparison": {
             "hash_int_hex": _target_hex(value),
             "target_hex": _target_hex(target),
@@ -209,7 +233,52 @@ def trace_compression(header80: bytes, compression: int = 1) -> dict[str, Any]:
 
 
 def load_messages(text: str) -> list[dict[str, Any]]:
-    """A capture: a JSON list of messages, {"messages": [...]}, or one JSON message per line."""
+    """A capture: a JSON list of messages, {"messages": [...]}, one JSON message per line, or the wire
+    capture ``miner mine --capture`` writes (its messages, in order)."""
+    return [entry.message for entry in load_capture(text) if entry.message is not None]
+
+
+#: requests a Stratum client sends; in a capture without directions every other message came from the pool
+CLIENT_METHODS = frozenset(
+    {
+        "mining.subscribe", "mining.authorize", "mining.submit", "mining.configure", "mining.extranonce.subscribe",
+        "mining.suggest_difficulty", "mining.suggest_target", "mining.get_transactions", "mining.multi_version",
+    }
+)  # fmt: skip
+DIRECTIONS = ("out", "in")
+
+
+@dataclass(frozen=True)
+class WireMessage:
+    """One message of a capture, in the order it was sent or received.
+
+    ``direction`` is "out" (miner to pool) or "in". ``line`` is the message exactly as it went over the
+    wire and ``time`` its Unix time, where the capture recorded them (``miner mine --capture``); a line
+    that is not a JSON object has ``message`` None.
+    """
+
+    number: int  # the capture's line (or, in a JSON list, the message's place), from 1
+    direction: str
+    message: dict[str, Any] | None
+    line: str | None = None
+    time: float | None = None
+
+
+def _is_wire_record(value: Any) -> bool:
+    return isinstance(value, dict) and "direction" in value and "line" in value
+
+
+def load_capture(text: str) -> list[WireMessage]:
+    """Every message of a capture in order: the wire format (JSON lines of time, direction and line) or
+    today's (a JSON list of messages, {"messages": [...]}, or one message per line), whose directions are
+    told by method. A ValueError names the line that is not JSON or not a capture record."""
+    first = next((line for line in text.splitlines() if line.strip()), "")
+    try:
+        wire = _is_wire_record(json.loads(first))
+    except json.JSONDecodeError:
+        wire = False
+    if wire:
+        return _load_wire(text)
     try:
         data = json.loads(text)
     except json.JSONDecodeError:
@@ -225,7 +294,37 @@ def load_messages(text: str) -> list[dict[str, Any]]:
         data = data.get("messages", [data])
     if not isinstance(data, list) or not all(isinstance(m, dict) for m in data):
         raise ValueError("a capture is a list of JSON-RPC messages")
-    return data
+    return [
+        WireMessage(number, "out" if m.get("method") in CLIENT_METHODS else "in", m) for number, m in enumerate(data, 1)
+    ]
+
+
+def _load_wire(text: str) -> list[WireMessage]:
+    entries = []
+    for number, raw in enumerate(text.splitlines(), 1):
+        if not raw.strip():
+            continue
+        try:
+            record = json.loads(raw)
+        except json.JSONDecodeError:
+            raise ValueError(f"line {number} is not JSON (cut short?): {_shown(raw)}") from None
+        if not _is_wire_record(record) or record["direction"] not in DIRECTIONS or not isinstance(record["line"], str):
+            raise ValueError(f'line {number} is not a capture record {{"time", "direction": "in"|"out", "line"}}')
+        stamp = record.get("time")
+        try:
+            message = json.loads(record["line"])
+        except json.JSONDecodeError:
+            message = None  # what a pool sent that is not JSON stays in the capture, and is not walked
+        entries.append(
+            WireMessage(
+                number,
+                record["direction"],
+                message if isinstance(message, dict) else None,
+                record["line"],
+                float(stamp) if isinstance(stamp, (int, float)) and not isinstance(stamp, bool) else None,
+            )
+        )
+    return entries
 
 
 def _find_subscribe(messages: list[dict[str, Any]]) -> tuple[bytes, int]:
@@ -235,11 +334,40 @@ def _find_subscribe(messages: list[dict[str, Any]]) -> tuple[bytes, int]:
         if m.get("method") is None and isinstance(result, list) and len(result) >= 3:
             if request_ids and m.get("id") not in request_ids:
                 continue
-            try:
-                return bytes.fromhex(result[1]), int(result[2])
-            except (TypeError, ValueError):
-                raise ValueError("mining.subscribe reply: extranonce1 must be hex, extranonce2_size a number") from None
+            return _extranonce(result[1], result[2], "mining.subscribe reply")
     raise ValueError("no mining.subscribe reply (result [subscriptions, extranonce1, extranonce2_size]) in the capture")
+
+
+def _extranonce(extranonce1_hex: Any, size: Any, what: str) -> tuple[bytes, int]:
+    """extranonce1 and extranonce2_size as a subscribe reply or mining.set_extranonce gives them, checked."""
+    try:
+        extranonce1 = bytes.fromhex(extranonce1_hex)
+    except (TypeError, ValueError):
+        raise ValueError(f"{what}: extranonce1 must be hex digits, got {_shown(extranonce1_hex)}") from None
+    if not isinstance(size, int) or isinstance(size, bool) or not 0 <= size <= MAX_EXTRANONCE2_SIZE:
+        raise ValueError(
+            f"{what}: extranonce2_size must be a whole number of bytes from 0 to {MAX_EXTRANONCE2_SIZE}, "
+            f"got {_shown(size)}"
+        )
+    return extranonce1, size
+
+
+def _shown(value: Any) -> str:
+    text = json.dumps(value) if not isinstance(value, bytes) else repr(value)
+    return text if len(text) <= 40 else text[:37] + "..."
+
+
+def _share_difficulty(params: list[Any]) -> float:
+    value = params[0] if params else None
+    number = None
+    if isinstance(value, (int, float)) and not isinstance(value, bool):
+        try:
+            number = float(value)
+        except OverflowError:  # an integer past any double
+            number = None
+    if number is None or not math.isfinite(number) or number <= 0:
+        raise ValueError(f"mining.set_difficulty: expected a positive number, got {_shown(value)}")
+    return number
 
 
 def _coinbase_height(coinbase: bytes) -> int | None:
@@ -300,8 +428,8 @@ def explain_job(
     for m in messages:
         method = m.get("method")
         params = m.get("params") or []
-        if method == "mining.set_difficulty" and params:
-            difficulty = float(params[0])
+        if method == "mining.set_difficulty":
+            difficulty = _share_difficulty(params)
         elif method == "mining.notify":
             if job_id is None or (params and str(params[0]) == job_id):
                 notify, job_difficulty = m, difficulty
@@ -318,18 +446,50 @@ def explain_job(
     job = StratumJob.from_params(notify.get("params"))
 
     from_submit = submit is not None and str(submit[1]) == job.job_id
-    if extranonce2 is None:
-        extranonce2 = bytes.fromhex(submit[2]) if from_submit else bytes(en2_size)
-    if len(extranonce2) != en2_size:
-        raise ValueError(f"extranonce2 must be {en2_size} bytes ({2 * en2_size} hex digits), got {len(extranonce2)}")
-    ntime = job.ntime_int
-    if nonce is None:
-        nonce = int(submit[4], 16) if from_submit else 0
-        if from_submit:
-            ntime = int(submit[3], 16)
+    if extranonce2 is None and from_submit:
+        extranonce2 = _submit_hex(submit[2], "mining.submit extranonce2")
+    ntime = None
+    if nonce is None and from_submit:
+        nonce = _hex_int(submit[4], "mining.submit nonce")
+        ntime = _hex_int(submit[3], "mining.submit ntime")
     worker = worker or (str(submit[0]) if submit else "worker")
     if version_bits is None and from_submit and len(submit) >= 6:
         version_bits = _hex_int(submit[5], "mining.submit version bits")
+    return walk_job(job, extranonce1, en2_size, job_difficulty, mask, worker, extranonce2, ntime, nonce, version_bits)
+
+
+def _submit_hex(value: Any, what: str) -> bytes:
+    try:
+        return bytes.fromhex(value)
+    except (TypeError, ValueError):
+        raise ValueError(f"{what}: {_shown(value)} is not hex") from None
+
+
+def walk_job(
+    job: StratumJob,
+    extranonce1: bytes,
+    extranonce2_size: int,
+    difficulty: float,
+    mask: int | None = None,
+    worker: str = "worker",
+    extranonce2: bytes | None = None,
+    ntime: int | None = None,
+    nonce: int | None = None,
+    version_bits: int | None = None,
+) -> dict[str, Any]:
+    """One job and one choice of extranonce2, ntime, nonce and version bits, walked to its header and submit.
+
+    Defaults are the job's own: zero extranonce2 and nonce, the job's ntime and version.
+    """
+    en2_size = extranonce2_size
+    job_difficulty = difficulty
+    network_target = decode_bits(job.nbits_int, "mining.notify nbits")
+    if extranonce2 is None:
+        extranonce2 = bytes(en2_size)
+    if len(extranonce2) != en2_size:
+        raise ValueError(f"extranonce2 must be {en2_size} bytes ({2 * en2_size} hex digits), got {len(extranonce2)}")
+    ntime = job.ntime_int if ntime is None else ntime
+    nonce = 0 if nonce is None else nonce
     version = job.version_int
     rolling = None
     if version_bits is not None:
@@ -348,7 +508,6 @@ def explain_job(
     digest = sha256d(header80)
     value = hash_to_int(digest)
     share_target = difficulty_to_target(job_difficulty)
-    network_target = nbits_to_target(job.nbits_int)
     prev_internal = swap_words(bytes.fromhex(job.prevhash))
     return {
         "job_id": job.job_id,
@@ -378,18 +537,232 @@ def explain_job(
         "hash_internal_hex": digest.hex(),
         "hash_display_hex": hash_to_display_hex(digest),
         "share": {
-            "difficulty": job_difficulty,
-            "target_hex": _target_hex(share_target),
+            **share_target_steps(job_difficulty),
             "meets_share_target": value <= share_target,
             "hash_difficulty": DIFF1_TARGET / value if value else math.inf,
         },
-        "network": {**target_from_bits(job.nbits_int), "meets_network_target": value <= network_target},
+        "network": {
+            **target_from_bits(job.nbits_int, "mining.notify nbits"),
+            "meets_network_target": value <= network_target,
+        },
         "submit": {
             "method": "mining.submit",
             "params": [worker, job.job_id, extranonce2.hex(), f"{ntime:08x}", f"{nonce:08x}"]
             + ([rolling["version_bits"]] if rolling else []),
             "note": "ntime and nonce are sent as big-endian hex of the number, not the header's little-endian bytes",
         },
+    }
+
+
+@dataclass
+class CapturedShare:
+    """One mining.submit of a capture, with what the miner knew when it sent it and the pool's verdict."""
+
+    index: int  # its place among the capture's submits, from 1
+    submit: WireMessage
+    notify: WireMessage | None  # the newest mining.notify for its job before it; None if the capture has none
+    difficulty: float  # the share difficulty in force when that notify arrived
+    extranonce: tuple[bytes, int] | None  # extranonce1 and extranonce2_size of the session it was sent in
+    mask: int | None  # the version-rolling mask, if the pool granted one
+    reply: WireMessage | None = None  # the pool's answer to it; None if the capture ends (or the connection did)
+
+    @property
+    def params(self) -> list[Any]:
+        return self.submit.message["params"]  # type: ignore[index]
+
+    @property
+    def job_id(self) -> str:
+        return str(self.params[1])
+
+    @property
+    def verdict(self) -> dict[str, Any]:
+        """accepted, or the pool's error code and message, and whether the error says the job was stale."""
+        if self.reply is None:
+            return {"answered": False, "accepted": False, "code": None, "message": "", "stale": False, "reply": None}
+        m = self.reply.message or {}
+        accepted = m.get("result") is True and m.get("error") is None
+        code, message = (None, "") if accepted else parse_error(m.get("error"))
+        return {
+            "answered": True,
+            "accepted": accepted,
+            "code": code,
+            "message": message,
+            "stale": code == ERR_JOB_NOT_FOUND,
+            "reply": self.reply.line if self.reply.line is not None else json.dumps(m),
+        }
+
+
+def _restarts(request_id: Any, last_id: Any) -> bool:
+    """Whether a client's configure or subscribe opens a new connection: request ids count up within one."""
+    return isinstance(request_id, int) and isinstance(last_id, int) and request_id <= last_id
+
+
+def capture_shares(entries: list[WireMessage]) -> list[CapturedShare]:
+    """Every mining.submit in a capture, in order, each with its job, session and verdict.
+
+    The capture is read as the miner lived it: a subscribe reply (or mining.set_extranonce) sets the
+    extranonce for what follows, a set_difficulty applies from the next notify, a submit names the newest
+    notify of its job, and its reply is the next answer with its id on the same connection.
+    """
+    shares: list[CapturedShare] = []
+    extranonce: tuple[bytes, int] | None = None
+    difficulty = 1.0
+    mask: int | None = None
+    jobs: dict[str, tuple[WireMessage, float]] = {}
+    subscribe_ids: set[Any] = set()
+    pending: dict[Any, CapturedShare] = {}
+    last_id: Any = None
+    for entry in entries:
+        m = entry.message
+        if m is None:
+            continue
+        method = m.get("method")
+        params = m.get("params") if isinstance(m.get("params"), list) else []
+        request_id = m.get("id")
+        if entry.direction == "out":
+            if method in ("mining.configure", "mining.subscribe") and _restarts(request_id, last_id):
+                pending.clear()  # a new connection: the old one's unanswered submits stay unanswered
+                subscribe_ids.clear()
+            if isinstance(request_id, int):
+                last_id = request_id
+            if method == "mining.subscribe":
+                subscribe_ids.add(request_id)
+            elif method == "mining.submit" and len(params) >= 5:
+                job = jobs.get(str(params[1]))
+                share = CapturedShare(
+                    len(shares) + 1,
+                    entry,
+                    job[0] if job else None,
+                    job[1] if job else difficulty,
+                    extranonce,
+                    mask,
+                )
+                shares.append(share)
+                pending[request_id] = share
+            continue
+        result = m.get("result")
+        if method is None:
+            if request_id in pending:
+                pending.pop(request_id).reply = entry
+            elif isinstance(result, list) and len(result) >= 3 and (not subscribe_ids or request_id in subscribe_ids):
+                extranonce = _extranonce(result[1], result[2], "mining.subscribe reply")
+            elif isinstance(result, dict) and "version-rolling.mask" in result:
+                mask = _hex_int(result["version-rolling.mask"], "mining.configure reply")
+        elif method == "mining.set_difficulty":
+            difficulty = _share_difficulty(params)
+        elif method == "mining.notify" and params:
+            jobs[str(params[0])] = (entry, difficulty)
+        elif method == "mining.set_extranonce" and len(params) >= 2:
+            extranonce = _extranonce(params[0], params[1], "mining.set_extranonce")
+        elif method == "mining.set_version_mask" and params:
+            mask = _hex_int(params[0], "mining.set_version_mask")
+    return shares
+
+
+def choose_share(shares: list[CapturedShare], number: int | None = None) -> CapturedShare:
+    """The ``number``-th submit (from 1); by default the last share the pool accepted, else the last submit."""
+    if not shares:
+        raise ValueError("no share in the capture (it holds no mining.submit)")
+    if number is not None:
+        if not 1 <= number <= len(shares):
+            many = "1 submit" if len(shares) == 1 else f"{len(shares)} submits"
+            raise ValueError(f"there is no share {number}: the capture holds {many} (1..{len(shares)})")
+        return shares[number - 1]
+    accepted = [s for s in shares if s.verdict["accepted"]]
+    return accepted[-1] if accepted else shares[-1]
+
+
+def explain_share(share: CapturedShare, total: int | None = None) -> dict[str, Any]:
+    """A captured share walked from its job to its header and hash, ending with the pool's verdict.
+
+    A share for a job the capture never saw (a wrong or old job id) has no header to rebuild: the walk
+    then holds the submit and the verdict only, with ``header`` None.
+    """
+    params = share.params
+    data: dict[str, Any]
+    if share.notify is None:
+        data = {
+            "job_id": share.job_id,
+            "header": None,
+            "missing": f"the capture holds no mining.notify for job {share.job_id}, so there is no header to rebuild",
+            "submit": {"method": "mining.submit", "params": params},
+        }
+    else:
+        if share.extranonce is None:
+            raise ValueError(f"share {share.index}: no mining.subscribe reply before it in the capture")
+        job = StratumJob.from_params(share.notify.message["params"])  # type: ignore[index]
+        version_bits = _hex_int(params[5], "mining.submit version bits") if len(params) >= 6 else None
+        data = walk_job(
+            job,
+            share.extranonce[0],
+            share.extranonce[1],
+            share.difficulty,
+            share.mask,
+            str(params[0]),
+            _submit_hex(params[2], "mining.submit extranonce2"),
+            _hex_int(params[3], "mining.submit ntime"),
+            _hex_int(params[4], "mining.submit nonce"),
+            version_bits,
+        )
+    data["submit"]["id"] = share.submit.message.get("id")  # type: ignore[union-attr]
+    data["submit"]["line"] = share.submit.line
+    data["submit"]["time"] = share.submit.time
+    data["verdict"] = {**share.verdict, "share": share.index, "shares": total}
+    return data
+
+
+def explain_capture(entries: list[WireMessage], share: int | None = None) -> dict[str, Any]:
+    """The walk of one captured share: the ``share``-th submit, or by default the last one accepted."""
+    shares = capture_shares(entries)
+    return explain_share(choose_share(shares, share), len(shares))
+
+
+def double_target(difficulty: float) -> int:
+    """The target as ckpool computes it (``target_from_diff`` in libckpool.c), here for comparison.
+
+    It divides the diff-1 target by the difficulty in double arithmetic, then cuts the quotient into
+    four 64-bit words from the top, each truncated: the target keeps the 53 significant bits of one
+    double (cgminer's ``set_target`` does the same).
+    """
+    d64 = float(DIFF1_TARGET) / difficulty
+    if not d64 < 2.0**256:  # past the top word (ckpool's conversion would overflow): every hash meets it
+        return MAX_TARGET
+    target = 0
+    for shift in (192, 128, 64):
+        word = int(d64 / 2.0**shift)
+        target |= word << shift
+        d64 -= float(word) * 2.0**shift
+    target += int(d64)
+    return min(target, MAX_TARGET)
+
+
+def share_target_steps(difficulty: float) -> dict[str, Any]:
+    """From a ``mining.set_difficulty`` number to the 256-bit share target, one rounding at a time.
+
+    JSON numbers are decimal, and a Stratum client reads one as the nearest binary double, so 0.001
+    becomes 0.001000000000000000020816...: the exact quotient for that double (what this miner and its
+    pool use) differs a little from the target a person gets dividing by the decimal, and pools that
+    divide in double arithmetic (ckpool) round it again, to 53 significant bits. The three agree to
+    about one part in 10^16: one share in some 10^16 could meet one of them and not another.
+    """
+    exact = Decimal(difficulty)
+    exact_text = format(exact, "f")
+    shortest = Decimal(repr(difficulty))
+    ours = difficulty_to_target(difficulty)
+    decimal_target = min(int(Fraction(DIFF1_TARGET) / Fraction(shortest)), MAX_TARGET)
+    pool_target = double_target(difficulty)
+    biggest = max(ours, decimal_target, pool_target)
+    spread = (biggest - min(ours, decimal_target, pool_target)) / biggest if biggest else 0.0
+    return {
+        "difficulty": difficulty,
+        "difficulty_decimal": repr(difficulty),
+        "difficulty_double_hex": difficulty.hex(),
+        "difficulty_double_exact": exact_text if len(exact_text) <= 80 else f"{exact:.40e}...",
+        "double_is_exact": exact == shortest,
+        "target_hex": _target_hex(ours),
+        "target_decimal_hex": _target_hex(decimal_target),
+        "target_double_hex": _target_hex(pool_target),
+        "relative_spread": spread,
     }
 
 
@@ -407,23 +780,14 @@ def explain_template(
 ) -> dict[str, Any]:
     """From a getblocktemplate answer to a header and block, as solo mining builds them."""
     from miner.coinbase import add_coinbase_witness, bip34_height_push, build_coinbase, coinbase_txid
+    from miner.gbt import read_template
 
-    try:
-        height = int(template["height"])
-        value = int(template["coinbasevalue"])
-        bits = int(template["bits"], 16)
-        version = int(template["version"])
-        prev_display = str(template["previousblockhash"])
-        ntime = int(template.get("curtime", template.get("mintime", 0)))
-        txs = list(template.get("transactions", []))
-        txids = [display_hex_to_internal(tx["txid"]) for tx in txs]
-        wtxids = [display_hex_to_internal(tx.get("hash", tx["txid"])) for tx in txs]
-        raw_txs = [bytes.fromhex(tx["data"]) for tx in txs]
-    except (KeyError, TypeError, ValueError) as exc:
-        raise ValueError(f"not a getblocktemplate answer: bad or missing {exc}") from None
-    given_commitment = template.get("default_witness_commitment")
+    t = read_template(template)  # TemplateError (a ValueError) naming the field and what it should hold
+    height, value, bits, version, ntime = t.height, t.coinbase_value, t.bits, t.version, t.curtime
+    txids, wtxids, raw_txs = t.txids_internal, t.wtxids_internal, t.transactions
+    given_commitment = t.witness_commitment.hex() if t.witness_commitment is not None else None
     computed_commitment = witness_commitment_script(wtxids)
-    commitment = bytes.fromhex(given_commitment) if given_commitment else None
+    commitment = t.witness_commitment
     parts = build_coinbase(height, value, payout_script, extranonce_size=len(extranonce),
                            witness_commitment_script=commitment)  # fmt: skip
     coinbase = parts.coinb1 + extranonce + parts.coinb2
@@ -439,7 +803,7 @@ def explain_template(
     root = level[0]
     if root != merkle_root(leaves):
         raise AssertionError("merkle tree disagrees with miner.block.merkle_root")
-    header = BlockHeader(version, display_hex_to_internal(prev_display), root, ntime, bits, nonce).serialize()
+    header = BlockHeader(version, t.prev_block_internal, root, ntime, bits, nonce).serialize()
     digest = sha256d(header)
     target = nbits_to_target(bits)
     block_coinbase = add_coinbase_witness(coinbase) if commitment else coinbase
@@ -461,13 +825,16 @@ def explain_template(
             "computed_hex": computed_commitment.hex(),
             "matches": given_commitment is None or computed_commitment.hex() == given_commitment,
         },
-        "transactions": len(txs),
+        "transactions": len(raw_txs),
         "merkle": {"levels_internal_hex": levels, "root_display_hex": hash_to_display_hex(root)},
         "header": {"header_hex": header.hex(), "fields": header_fields(header)},
         "hash_display_hex": hash_to_display_hex(digest),
-        "target": {**target_from_bits(bits), "template_target_hex": template.get("target")},
+        "target": {**target_from_bits(bits), "template_target_hex": t.target_hex},
         "meets_target": hash_to_int(digest) <= target,
-        "block_bytes": len(header) + len(ser_compact_size(len(txs) + 1)) + len(block_coinbase) + sum(map(len, raw_txs)),
+        "block_bytes": len(header)
+        + len(ser_compact_size(len(raw_txs) + 1))
+        + len(block_coinbase)
+        + sum(map(len, raw_txs)),
     }
 
 
@@ -529,6 +896,22 @@ def format_rate(rate: float) -> str:
 DEFAULT_WITHIN = (60.0, 3600.0, 86400.0, 7 * 86400.0, 30 * 86400.0, 365.25 * 86400.0)
 
 
+def chance_text(probability: float, miss_probability: float, expected_finds: float) -> str:
+    """A Poisson chance 1 - e^-lambda as a percentage that is never "100 %": no such chance is certain.
+
+    Six significant digits where they fall short of 100; enough decimals to show the shortfall
+    where it is at least 1e-12 %; beyond that, the exact form 1 - e^-lambda.
+    """
+    text = f"{100 * probability:.6g}"
+    if text != "100":
+        return f"{text} %"
+    miss = 100 * miss_probability
+    if miss >= 1e-12:
+        decimals = math.ceil(-math.log10(miss)) + 1
+        return f"{100 - miss:.{decimals}f} %"
+    return f"1 - e^-{expected_finds:.6g}"
+
+
 def explain_odds(hashrate: float, difficulty: float, within: list[float] | None = None) -> dict[str, Any]:
     """Each hash is an independent draw that wins with p = 1 / (D * 2^32): a Poisson process.
 
@@ -541,7 +924,7 @@ def explain_odds(hashrate: float, difficulty: float, within: list[float] | None 
     expected_seconds = expected_hashes / hashrate
     windows = [
         {"seconds": t, "text": format_duration(t), "expected_finds": t / expected_seconds,
-         "probability": -math.expm1(-t / expected_seconds)}
+         "probability": -math.expm1(-t / expected_seconds), "miss_probability": math.exp(-t / expected_seconds)}
         for t in (within or DEFAULT_WITHIN)
     ]  # fmt: skip
     quantiles = [

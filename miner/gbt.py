@@ -14,9 +14,10 @@ import struct
 import threading
 import time
 from collections.abc import Callable
+from dataclasses import dataclass
 from typing import Any
 
-from miner.block import display_hex_to_internal, merkle_branches, sha256d
+from miner.block import display_hex_to_internal, merkle_branches, nbits_to_target, sha256d
 from miner.coinbase import add_coinbase_witness, build_coinbase, serialize_block
 from miner.pool import PoolJob
 from miner.rpc import RpcClient, RpcConnectionError, RpcError, RpcFailure
@@ -63,21 +64,136 @@ def tx_strip_witness(tx: bytes) -> bytes:
     return tx[:4] + tx[6:pos] + tx[-4:]
 
 
-def _hex_field(template: dict, name: str) -> bytes:
-    value = template.get(name)
+_MISSING = object()
+
+
+def _shown(value: Any) -> str:
+    """A field's value as an error quotes it: short enough for one line."""
+    text = repr(value)
+    return text if len(text) <= 40 else text[:37] + "..."
+
+
+def _field_error(name: str, expected: str, value: Any) -> TemplateError:
+    if value is _MISSING:
+        return TemplateError(f"template field {name!r} is missing; expected {expected}")
+    return TemplateError(f"template field {name!r}: expected {expected}, got {_shown(value)}")
+
+
+def _hex_value(name: str, value: Any, size: int | None = None, what: str = "") -> bytes:
+    expected = f"{2 * size} hex digits" if size is not None else "hex digits"
+    expected += f" ({what})" if what else ""
     if not isinstance(value, str):
-        raise TemplateError(f"template has no {name}")
+        raise _field_error(name, expected, value)
     try:
-        return bytes.fromhex(value)
+        raw = bytes.fromhex(value)
     except ValueError:
-        raise TemplateError(f"template {name} is not hex") from None
+        raise _field_error(name, expected, value) from None
+    if size is not None and len(raw) != size:
+        raise _field_error(name, expected, value)
+    return raw
 
 
-def _int_field(template: dict, name: str) -> int:
-    value = template.get(name)
-    if not isinstance(value, int) or isinstance(value, bool):
-        raise TemplateError(f"template has no integer {name}")
+def _int_value(name: str, value: Any, low: int, high: int, what: str) -> int:
+    if not isinstance(value, int) or isinstance(value, bool) or not low <= value <= high:
+        raise _field_error(name, what, value)
     return value
+
+
+@dataclass(frozen=True)
+class Template:
+    """A getblocktemplate answer, every field a block needs checked (one :class:`TemplateError` line each)."""
+
+    height: int
+    coinbase_value: int
+    bits: int
+    version: int
+    prev_block_internal: bytes
+    curtime: int
+    mintime: int
+    txids_internal: list[bytes]
+    wtxids_internal: list[bytes]
+    transactions: list[bytes]
+    witness_commitment: bytes | None
+    target_hex: str | None
+
+
+def read_template(template: Any) -> Template:
+    """Check a getblocktemplate result field by field (BIP 22/23, and BIP 141's commitment).
+
+    Each failure names the field and what it should hold, so a saved or hand-edited template
+    that is wrong says where, whether it is mined (``solo``, ``pool``) or explained.
+    """
+    if not isinstance(template, dict):
+        raise TemplateError(f"getblocktemplate did not return an object (got {type(template).__name__})")
+
+    def get(name: str) -> Any:
+        return template.get(name, _MISSING)
+
+    prev_display = _hex_value("previousblockhash", get("previousblockhash"), 32, "a block hash in display order")
+    bits_raw = _hex_value("bits", get("bits"), 4, "a compact target like 207fffff")
+    bits = struct.unpack(">I", bits_raw)[0]
+    try:
+        nbits_to_target(bits)
+    except ValueError as exc:
+        raise TemplateError(f"template field 'bits': {exc}; expected a compact target like 207fffff") from None
+    height = _int_value("height", get("height"), 0, 0x7FFFFFFF, "a block height, a whole number from 0")
+    value = _int_value("coinbasevalue", get("coinbasevalue"), 0, 21_000_000 * 100_000_000 * 1000,
+                       "the coinbase's value in satoshis, a whole number from 0")  # fmt: skip
+    version = _int_value("version", get("version"), -(1 << 31), (1 << 32) - 1, "a 32-bit block version number")
+    curtime = _int_value("curtime", get("curtime"), 0, 0xFFFFFFFF, "a Unix time in seconds (32 bits)")
+    mintime_value = template.get("mintime")
+    mintime = 0 if mintime_value is None else _int_value("mintime", mintime_value, 0, 0xFFFFFFFF,
+                                                         "a Unix time in seconds (32 bits)")  # fmt: skip
+    commitment_value = template.get("default_witness_commitment")
+    commitment = None
+    if commitment_value not in (None, ""):
+        commitment = _hex_value("default_witness_commitment", commitment_value, None, "an output script")
+    txs = template.get("transactions")
+    if txs is None:
+        txs = []
+    if not isinstance(txs, list):
+        raise _field_error("transactions", "a list of transactions", txs)
+    txids: list[bytes] = []
+    wtxids: list[bytes] = []
+    raw_txs: list[bytes] = []
+    for i, tx in enumerate(txs):
+        name = f"transactions[{i}]"
+        if not isinstance(tx, dict):
+            raise _field_error(name, "an object with data, txid and hash", tx)
+        if "data" not in tx:
+            raise _field_error(f"{name}.data", "the transaction as hex", _MISSING)
+        data = _hex_value(f"{name}.data", tx["data"], None, "the transaction")
+        if not data:
+            raise _field_error(f"{name}.data", "the transaction as hex", tx["data"])
+        if tx.get("txid") is not None:
+            txid = _hex_value(f"{name}.txid", tx["txid"], 32, "a transaction hash in display order")[::-1]
+        else:  # BIP 22 only: the txid is the hash of the (non-witness) data
+            try:
+                txid = sha256d(tx_strip_witness(data))
+            except (IndexError, KeyError, TemplateError):
+                raise _field_error(f"{name}.data", "a whole serialised transaction", tx["data"]) from None
+        if tx.get("hash") is not None:
+            wtxid = _hex_value(f"{name}.hash", tx["hash"], 32, "a transaction hash in display order")[::-1]
+        else:
+            wtxid = sha256d(data)
+        txids.append(txid)
+        wtxids.append(wtxid)
+        raw_txs.append(data)
+    target = template.get("target")
+    return Template(
+        height=height,
+        coinbase_value=value,
+        bits=bits,
+        version=version,
+        prev_block_internal=prev_display[::-1],
+        curtime=curtime,
+        mintime=mintime,
+        txids_internal=txids,
+        wtxids_internal=wtxids,
+        transactions=raw_txs,
+        witness_commitment=commitment,
+        target_hex=target if isinstance(target, str) else None,
+    )
 
 
 def template_txids(template: dict) -> list[bytes]:
@@ -101,43 +217,27 @@ def template_to_job(
     tag: bytes = DEFAULT_TAG,
 ) -> PoolJob:
     """A PoolJob from a getblocktemplate result: our coinbase, the template's transactions."""
-    if not isinstance(template, dict):
-        raise TemplateError("getblocktemplate did not return an object")
-    prev_display = _hex_field(template, "previousblockhash")
-    if len(prev_display) != 32:
-        raise TemplateError("template previousblockhash is not 32 bytes")
-    bits = _hex_field(template, "bits")
-    if len(bits) != 4:
-        raise TemplateError("template bits is not 4 bytes")
-    height = _int_field(template, "height")
-    value = _int_field(template, "coinbasevalue")
-    version = _int_field(template, "version")
-    ntime = max(_int_field(template, "curtime"), int(template.get("mintime") or 0))
-    commitment = template.get("default_witness_commitment")
-    commitment_script = None
-    if commitment is not None:
-        commitment_script = _hex_field(template, "default_witness_commitment")
-    txids = template_txids(template)
+    t = read_template(template)
     parts = build_coinbase(
-        height,
-        value,
+        t.height,
+        t.coinbase_value,
         payout_script,
         extranonce_size=extranonce_size,
         tag=tag,
-        witness_commitment_script=commitment_script,
+        witness_commitment_script=t.witness_commitment,
     )
     return PoolJob(
         job_id=job_id,
-        prev_block_internal=prev_display[::-1],
+        prev_block_internal=t.prev_block_internal,
         coinb1=parts.coinb1,
         coinb2=parts.coinb2,
-        merkle_branches=merkle_branches(txids),
-        version=version & 0xFFFFFFFF,
-        nbits=struct.unpack(">I", bits)[0],
-        ntime=ntime,
-        height=height,
-        transactions=[bytes.fromhex(tx["data"]) for tx in template.get("transactions") or []],
-        coinbase_witness=commitment_script is not None,
+        merkle_branches=merkle_branches(t.txids_internal),
+        version=t.version & 0xFFFFFFFF,
+        nbits=t.bits,
+        ntime=max(t.curtime, t.mintime),
+        height=t.height,
+        transactions=t.transactions,
+        coinbase_witness=t.witness_commitment is not None,
     )
 
 

@@ -10,7 +10,9 @@ from __future__ import annotations
 
 import http.client
 import itertools
+import json
 import threading
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 from urllib.parse import unquote, urlsplit, urlunsplit
@@ -44,15 +46,22 @@ class RpcError(RpcFailure):
         self.message = message
 
 
+COOKIE_FORM = "a node's .cookie holds one line, __cookie__:PASSWORD (in its data directory)"
+
+
 def read_cookie(path: str | Path) -> tuple[str, str]:
     """(user, password) from a bitcoind ``.cookie`` file."""
     try:
-        text = Path(path).read_text().strip()
+        raw = Path(path).read_bytes()
     except OSError as exc:
         raise RpcAuthError(f"cannot read RPC cookie file {path}: {exc.strerror or exc}") from None
+    try:
+        text = raw.decode("utf-8").strip()
+    except UnicodeDecodeError:
+        raise RpcAuthError(f"RPC cookie file {path} is not text; {COOKIE_FORM}") from None
     user, sep, password = text.partition(":")
     if not sep:
-        raise RpcAuthError(f"RPC cookie file {path} is not in user:password form")
+        raise RpcAuthError(f"RPC cookie file {path} is not in user:password form; {COOKIE_FORM}")
     return user, password
 
 
@@ -110,10 +119,22 @@ def parse_rpc_url(url: str) -> tuple[str, tuple[str, str] | None]:
 
 
 class RpcClient:
-    """Thread-safe: each thread gets its own HTTP session (long polls block theirs)."""
+    """Thread-safe: each thread gets its own HTTP session (long polls block theirs).
 
-    def __init__(self, url: str, cookie_file: str | None = None, timeout: float = DEFAULT_TIMEOUT) -> None:
+    ``wire``, when given, sees each call's JSON-RPC body as sent ("out") and the node's reply body as
+    received ("in"); the credentials travel in the HTTP header, never in either. It is called from the
+    calling thread, so a hook shared by threads (a long poll's and the miner's) must lock.
+    """
+
+    def __init__(
+        self,
+        url: str,
+        cookie_file: str | None = None,
+        timeout: float = DEFAULT_TIMEOUT,
+        wire: Callable[[str, str], None] | None = None,
+    ) -> None:
         self.url, auth = parse_rpc_url(url)
+        self.wire = wire
         self.cookie_file = cookie_file
         self._url_auth = auth
         self.timeout = timeout
@@ -135,9 +156,15 @@ class RpcClient:
     def call(self, method: str, *params: Any, timeout: float | None = None) -> Any:
         """Call ``method``; the result, or an RpcFailure subclass."""
         body = {"jsonrpc": "1.0", "id": next(self._ids), "method": method, "params": list(params)}
+        data = json.dumps(body)
+        self._tap("out", data)
         try:
             response = self._session().post(
-                self.url, json=body, auth=self._auth(), timeout=self.timeout if timeout is None else timeout
+                self.url,
+                data=data.encode(),
+                headers={"Content-Type": "application/json"},
+                auth=self._auth(),
+                timeout=self.timeout if timeout is None else timeout,
             )
         except requests.Timeout:
             raise RpcConnectionError(f"node at {self.url} did not answer {method} in time") from None
@@ -151,6 +178,7 @@ class RpcClient:
             raise RpcConnectionError(f"cannot connect to node at {self.url} (is bitcoind running?)") from None
         except requests.RequestException as exc:
             raise RpcConnectionError(f"request to node at {self.url} failed: {type(exc).__name__}") from None
+        self._tap("in", response.text.rstrip("\n"))
         if response.status_code == 401:
             raise RpcAuthError(f"node at {self.url} rejected the RPC credentials (HTTP 401)")
         if response.status_code == 403:
@@ -171,6 +199,13 @@ class RpcClient:
         if response.status_code != 200:
             raise RpcFailure(f"node at {self.url} answered {method} with HTTP {response.status_code}")
         return reply.get("result")
+
+    def _tap(self, direction: str, text: str) -> None:
+        if self.wire is not None:
+            try:
+                self.wire(direction, text)
+            except Exception:  # a capture that fails must not fail the call
+                pass
 
     def __getattr__(self, name: str):
         if name.startswith("_"):

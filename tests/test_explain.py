@@ -6,6 +6,7 @@ import copy
 import hashlib
 import json
 import math
+import re
 from pathlib import Path
 
 import pytest
@@ -356,7 +357,12 @@ def test_cli_bad_header_is_one_line() -> None:
 
 def test_cli_job(tmp_path: Path) -> None:
     data = json.loads(_run("job", str(JOB_FILE), "--json").output)
-    assert data == json.loads(json.dumps(ex.explain_job(_capture())))
+    walk = json.loads(json.dumps(ex.explain_job(_capture())))
+    assert {k: v for k, v in data.items() if k not in ("submit", "verdict")} == {
+        k: v for k, v in walk.items() if k != "submit"
+    }
+    assert data["submit"]["params"] == walk["submit"]["params"] and data["submit"]["id"] == 4
+    assert data["verdict"] == {**data["verdict"], "accepted": True, "code": None, "share": 1, "shares": 1}
     text = _run("job", str(JOB_FILE), "--nonce", "0x10", "--extranonce2", "01020304").output
     assert '"01020304"' in text and '"00000010"' in text
     bad = CliRunner().invoke(explain, ["job", str(JOB_FILE), "--extranonce2", "0102"])
@@ -500,3 +506,245 @@ def test_templates_recorded_from_nodes(name: str) -> None:
     assert d["transactions"] == len(tpl["transactions"])
     leaves = [bytes.fromhex(h) for h in d["merkle"]["levels_internal_hex"][0]]
     assert d["merkle"]["root_display_hex"] == merkle_root(leaves)[::-1].hex()
+
+
+# --- bad input names the field and what it should hold ---------------------------------------------------------
+
+REGTEST_GENESIS_NO_NONCE = ex.NAMED_HEADERS["regtest-genesis"][1][:144]  # everything before bits and nonce
+
+
+@pytest.mark.parametrize("bits_hashed", ["ffffffff", "ffff7f21", "ffff8000"])
+def test_header_whose_nbits_encode_no_target_is_one_line(bits_hashed: str) -> None:
+    result = CliRunner().invoke(explain, ["header", REGTEST_GENESIS_NO_NONCE + bits_hashed + "00000000"])
+    assert result.exit_code == 2, result.output
+    assert not isinstance(result.exception, ValueError), result.exception  # handled, not a traceback
+    lines = result.output.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("miner: error: "), result.output
+    assert "bits field (bytes 72..75)" in lines[0] and f"nBits {bytes.fromhex(bits_hashed)[::-1].hex()}" in lines[0]
+    assert "expected" in lines[0]
+
+
+def test_template_file_holding_a_node_error_reply_shows_the_nodes_message(tmp_path: Path) -> None:
+    reply = {"result": None, "error": {"code": -10, "message": "Bitcoin is downloading blocks..."}, "id": 1}
+    saved = tmp_path / "reply.json"
+    saved.write_text(json.dumps(reply))
+    result = CliRunner().invoke(explain, ["template", str(saved)])
+    assert result.exit_code == 1
+    lines = result.output.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("miner: error: ")
+    assert "Bitcoin is downloading blocks... (code -10)" in lines[0] and "error, not a template" in lines[0]
+
+
+@pytest.mark.parametrize(
+    ("field", "value", "expected"),
+    [
+        ("previousblockhash", "00", "expected 64 hex digits"),
+        ("bits", "zz", "expected 8 hex digits"),
+        ("bits", "207fffff00", "expected 8 hex digits"),
+        ("bits", "217fffff", "overflows 256 bits"),
+        ("height", "5", "a block height"),
+        ("curtime", -1, "a Unix time"),
+        ("default_witness_commitment", "xyz", "expected hex digits"),
+    ],
+)
+def test_template_with_a_bad_field_names_it(tmp_path: Path, field: str, value, expected: str) -> None:
+    pytest.importorskip("miner.coinbase")
+    tpl = _template()
+    tpl[field] = value
+    saved = tmp_path / "template.json"
+    saved.write_text(json.dumps(tpl))
+    result = CliRunner().invoke(explain, ["template", str(saved)])
+    assert result.exit_code == 1, result.output
+    lines = result.output.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("miner: error: "), result.output
+    assert f"'{field}'" in lines[0] and expected in lines[0], lines[0]
+    assert "invalid literal" not in lines[0] and "80 bytes" not in lines[0]
+
+
+def test_template_with_a_bad_transaction_names_which(tmp_path: Path) -> None:
+    pytest.importorskip("miner.coinbase")
+    tpl = _template()
+    tpl["transactions"][1]["txid"] = "abcd"
+    saved = tmp_path / "template.json"
+    saved.write_text(json.dumps(tpl))
+    result = CliRunner().invoke(explain, ["template", str(saved)])
+    assert result.exit_code == 1
+    assert "'transactions[1].txid': expected 64 hex digits" in result.output
+
+
+@pytest.mark.parametrize("size", [-5, 33, "4", 2.5])
+def test_capture_with_an_impossible_extranonce2_size_names_it(tmp_path: Path, size) -> None:
+    messages = _capture()
+    for m in messages:
+        if isinstance(m.get("result"), list):
+            m["result"][2] = size
+    saved = tmp_path / "capture.json"
+    saved.write_text(json.dumps(messages))
+    result = CliRunner().invoke(explain, ["job", str(saved)])
+    assert result.exit_code == 1
+    lines = result.output.strip().splitlines()
+    assert len(lines) == 1 and "extranonce2_size must be a whole number of bytes from 0 to 32" in lines[0], lines
+    assert "must be -5 bytes" not in lines[0]
+
+
+@pytest.mark.parametrize("difficulty", [0, -1, "high"])
+def test_capture_with_an_impossible_share_difficulty_names_it(difficulty) -> None:
+    messages = [m for m in _capture() if m.get("method") != "mining.set_difficulty"]
+    messages.insert(0, {"id": None, "method": "mining.set_difficulty", "params": [difficulty]})
+    with pytest.raises(ValueError, match="mining.set_difficulty: expected a positive number"):
+        ex.explain_job(messages)
+
+
+def test_header_usage_names_every_header_it_knows() -> None:
+    usage = CliRunner().invoke(explain, ["header", "--help"]).output.split("\n\n")[0]  # the Usage: line(s)
+    usage = " ".join(re.sub(r"-\n\s+", "-", usage).split())  # as one line, hyphenated wraps joined
+    assert usage.startswith("Usage:"), usage
+    for name in ex.NAMED_HEADERS:
+        assert name in usage, usage
+
+
+# --- the share target: decimal, double, and how pools round ---------------------------------------------------
+
+
+def test_share_target_for_a_decimal_difficulty_shows_the_double_and_each_rounding() -> None:
+    steps = ex.share_target_steps(0.001)
+    assert steps["difficulty_double_hex"] == (0.001).hex()
+    assert steps["difficulty_double_exact"].startswith("0.00100000000000000002081668")
+    assert steps["double_is_exact"] is False
+    assert int(steps["target_hex"], 16) == difficulty_to_target(0.001)  # what the miner and its pool use
+    assert steps["target_decimal_hex"] == "000003e7fc18" + "0" * 52  # diff-1 target x 1000, by hand
+    assert int(steps["target_double_hex"], 16) == int(float(DIFF1_TARGET) / 0.001)  # one double, truncated
+    assert 0 < steps["relative_spread"] < 1e-16
+    text = _run("job", str(JOB_FILE)).output
+    section = text[text.index("5. The share target") : text.index("6. The mining.submit")]
+    for shown in (steps["difficulty_double_hex"], steps["target_hex"], steps["target_decimal_hex"], "ckpool"):
+        assert shown in section, section
+
+
+def test_double_target_keeps_53_significant_bits_as_ckpool_does() -> None:
+    for difficulty in (1e15, 0.1, 3.0, 2.0**-20, 123456.789):
+        target = ex.double_target(difficulty)
+        exact = difficulty_to_target(difficulty)
+        assert target >> max(0, target.bit_length() - 53) << max(0, target.bit_length() - 53) == target
+        assert abs(target - exact) <= exact >> 50  # the same number, to a double's precision
+    assert ex.double_target(1e-300) == (1 << 256) - 1  # past 256 bits: every hash meets it
+
+
+def test_exact_binary_difficulty_gives_one_target_every_way() -> None:
+    steps = ex.share_target_steps(2.0**-16)
+    assert steps["double_is_exact"] is True
+    assert steps["target_hex"] == steps["target_decimal_hex"] == steps["target_double_hex"]
+    assert steps["relative_spread"] == 0
+
+
+# --- odds are never certain ---------------------------------------------------------------------------------------
+
+
+def test_odds_never_print_a_certain_chance() -> None:
+    text = _run("odds", "-r", "32M", "-d", "1/65536", "-w", "0.03", "-w", "1s", "-w", "1y").output
+    rows = text[text.index("Chance of at least one") : text.index("Time until")].splitlines()[1:]
+    assert rows and not any(" 100 %" in row or "100.0 %" in row for row in rows), text
+    assert "99.999957 %" in text  # enough nines to show what is missing
+    assert "1 - e^-488.281" in text  # beyond a dozen nines, the exact form
+    data = json.loads(_run("odds", "-r", "32M", "-d", "1/65536", "-w", "1s", "--json").output)
+    window = data["within"][0]
+    assert window["miss_probability"] == pytest.approx(math.exp(-window["expected_finds"]))
+    assert window["miss_probability"] > 0
+
+
+@pytest.mark.parametrize(
+    ("probability", "text"),
+    [(0.5, "50 %"), (1 - 3e-7, "99.999970 %"), (1 - 1e-10, "99.999999990 %"), (1.0, "1 - e^-500")],
+)
+def test_chance_text(probability: float, text: str) -> None:
+    finds = -math.log1p(-probability) if probability < 1 else 500.0
+    assert ex.chance_text(probability, math.exp(-finds), finds) == text
+
+
+# --- colour: on a terminal only, and never where NO_COLOR is set ------------------------------------------------
+
+
+def test_no_color_turns_every_colour_off(monkeypatch: pytest.MonkeyPatch) -> None:
+    coloured = CliRunner().invoke(explain, ["header", "genesis"], color=True)
+    assert "\x1b[" in coloured.output  # as on a terminal
+    monkeypatch.setenv("NO_COLOR", "1")
+    plain = CliRunner().invoke(explain, ["header", "genesis"], color=True)
+    assert plain.exit_code == 0 and "\x1b[" not in plain.output
+    assert click_unstyle(coloured.output) == plain.output
+
+
+def click_unstyle(text: str) -> str:
+    import click
+
+    return click.unstyle(text)
+
+
+# --- where the pool capture came from ------------------------------------------------------------------------------
+
+
+def test_pool_capture_came_from_the_project_pool_with_the_settings_the_tutorial_names() -> None:
+    """docs/how-mining-works.md: `miner pool --nbits 1d00ffff --difficulty 0.0000152587890625 --no-vardiff`."""
+    pool_mod = pytest.importorskip("miner.pool")
+    messages = ex.load_messages((DATA / "explain_pool_capture.json").read_text())
+    notify = StratumJob.from_params(next(m for m in messages if m.get("method") == "mining.notify")["params"])
+    first = pool_mod.EmbeddedChain(nbits=0x1D00FFFF).current().stratum_job(clean=True)
+    same = ("prevhash", "coinb1", "coinb2", "merkle_branch", "version", "nbits", "clean_jobs")
+    assert {k: getattr(notify, k) for k in same} == {k: getattr(first, k) for k in same}
+    difficulty = next(m for m in messages if m.get("method") == "mining.set_difficulty")["params"][0]
+    assert difficulty == 0.0000152587890625 == 2.0**-16
+    mask = next(m for m in messages if isinstance(m.get("result"), dict))["result"]["version-rolling.mask"]
+    assert int(mask, 16) == pool_mod.DEFAULT_VERSION_MASK
+    tutorial = (Path(__file__).resolve().parent.parent / "docs" / "how-mining-works.md").read_text()
+    assert "miner pool --nbits\n1d00ffff --difficulty 0.0000152587890625 --no-vardiff" in tutorial
+
+
+# --- the teaching API: what the CLI prints, as functions ------------------------------------------------------------
+
+
+def test_the_teaching_names_are_importable_from_miner() -> None:
+    import miner
+    from miner import teach
+
+    assert set(miner.TEACHING) <= set(teach.__all__)
+    for name in miner.TEACHING:
+        assert getattr(miner, name) is getattr(teach, name)
+    assert miner.teach is teach
+    with pytest.raises(AttributeError):
+        miner.no_such_function  # noqa: B018
+
+
+def test_teaching_api_agrees_with_the_walkthrough() -> None:
+    from miner import teach
+
+    h = teach.header("genesis")
+    assert teach.header(h.hex()) == h == teach.header(h)
+    assert teach.block_hash(h) == ex.explain_header(h)["hash_display_hex"]
+    assert teach.sha256d(h) == hashlib.sha256(hashlib.sha256(h).digest()).digest()
+    assert teach.header_fields(h) == ex.header_fields(h)
+    assert teach.difficulty_to_target(1.0) == DIFF1_TARGET and teach.target_to_difficulty(DIFF1_TARGET) == 1.0
+    assert teach.leading_zero_bits(teach.nbits_to_target(0x1D00FFFF)) == 32
+    assert teach.odds(1e6, 1.0) == ex.explain_odds(1e6, 1.0)
+    with pytest.raises(ValueError):
+        teach.header(b"\0" * 79)
+
+
+def test_a_short_scan_finds_the_tutorials_nonces() -> None:
+    """docs/how-mining-works.md: the regtest genesis header at nBits 1f00ffff; 46,714, 179,096, 182,530."""
+    from kernels import BackendUnavailable
+    from miner import teach
+
+    header = teach.header(
+        "0100000000000000000000000000000000000000000000000000000000000000000000003ba3edfd7a7b12b27ac72c3e"
+        "67768f617fc81bc3888a51323a9fb8aa4b1e5e4adae5494dffff001f00000000"
+    )
+    try:
+        hits = teach.scan(header, count=200_000)
+    except BackendUnavailable:
+        hits = teach.scan(header, count=200_000, backend="reference")
+    assert [h.nonce for h in hits] == [46714, 179096, 182530]
+    for hit in hits:
+        value = hash_to_int(sha256d(header[:76] + hit.nonce.to_bytes(4, "little")))
+        assert hit.hash_hex == f"{value:064x}" and hit.zero_bits == 256 - value.bit_length()
+        assert value <= nbits_to_target(0x1F00FFFF)
+    with pytest.raises(ValueError, match="32-bit"):
+        teach.scan(header, start=(1 << 32) - 10, count=20)

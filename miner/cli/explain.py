@@ -1,37 +1,48 @@
 """``miner explain``: the steps of mining, printed for a person (or as --json).
 
-The numbers come from :mod:`miner.explain`; this module only lays them out.
+The numbers come from :mod:`miner.teach` (the teaching API, over :mod:`miner.explain`); this module
+only lays them out.
 click strips the colours when output is piped, so the same text reads well in
-a terminal and in a file.
+a terminal and in a file, and none are made where ``NO_COLOR`` is set
+(https://no-color.org), whatever the output is.
 """
 
 from __future__ import annotations
 
 import json
 import math
+import os
 from collections.abc import Callable
 from typing import Any
 
 import click
 
 from miner import explain as ex
+from miner import teach
 from miner.cli.common import CliError, NonNegative, Positive
 
 
+def _style(text: str, **styles: Any) -> str:
+    """``click.style``, except where the user asked for no colour with a non-empty NO_COLOR."""
+    if os.environ.get("NO_COLOR"):
+        return text
+    return click.style(text, **styles)
+
+
 def _h(text: str) -> str:
-    return click.style(text, fg="cyan", bold=True)
+    return _style(text, fg="cyan", bold=True)
 
 
 def _hex(text: str) -> str:
-    return click.style(text, fg="yellow")
+    return _style(text, fg="yellow")
 
 
 def _verdict(ok: bool, yes: str = "yes", no: str = "no") -> str:
-    return click.style(yes, fg="green", bold=True) if ok else click.style(no, fg="red", bold=True)
+    return _style(yes, fg="green", bold=True) if ok else _style(no, fg="red", bold=True)
 
 
 def _dim(text: str) -> str:
-    return click.style(text, dim=True)
+    return _style(text, dim=True)
 
 
 def _emit(data: dict[str, Any], as_json: bool, render: Callable[[dict[str, Any]], None]) -> None:
@@ -164,7 +175,7 @@ def _render_header(d: dict[str, Any]) -> None:
 
 
 @explain.command("header")
-@click.argument("spec", metavar="(genesis | 125552 | HEADER_HEX)")
+@click.argument("spec", metavar="(" + " | ".join([*ex.NAMED_HEADERS, "HEADER_HEX"]) + ")")
 @click.option("--rounds", is_flag=True, help="also print the 64 rounds of one compression and its message schedule")
 @click.option("--compression", type=click.IntRange(1, 3), default=1, show_default=True,
               help="which compression --rounds traces: 1, 2 = first pass's blocks, 3 = second pass")  # fmt: skip
@@ -176,9 +187,9 @@ def header_cmd(spec: str, rounds: bool, compression: int, as_json: bool) -> None
     """
     try:
         label, header80 = ex.resolve_header(spec)
-    except ValueError as exc:
-        raise CliError(str(exc)) from None
-    data = ex.explain_header(header80, label)
+        data = teach.explain_header(header80, label)
+    except ValueError as exc:  # not 80 bytes of hex, or nBits that encode no target
+        raise CliError(str(exc), 2) from None
     if rounds:
         data["rounds"] = ex.trace_compression(header80, compression)
     _emit(data, as_json, _render_header)
@@ -188,6 +199,12 @@ def header_cmd(spec: str, rounds: bool, compression: int, as_json: bool) -> None
 
 
 def _render_job(d: dict[str, Any]) -> None:
+    if d["header"] is None:  # a captured submit for a job the capture never saw
+        click.echo(_h(f"A mining.submit for job {d['job_id']}"))
+        click.echo(f"  {d['missing']}")
+        click.echo(f"  sent  {_hex(d['submit']['line'] or json.dumps(_submit_message(d)))}")
+        _render_verdict(d)
+        return
     cb = d["coinbase"]
     click.echo(_h(f"Stratum job {d['job_id']}"))
     click.echo(f"  extranonce1 (from mining.subscribe)  {cb['extranonce1_hex']}")
@@ -235,8 +252,7 @@ def _render_job(d: dict[str, Any]) -> None:
     click.echo()
     s = d["share"]
     click.echo(_h("5. The share target, from mining.set_difficulty"))
-    click.echo(f"  share difficulty {_num(s['difficulty'])}: target = diff-1 target / difficulty")
-    click.echo(f"                   = {_hex(s['target_hex'])}")
+    _render_share_target(s)
     click.echo(f"  meets the share target:   {_verdict(s['meets_share_target'])}"
                f" (this hash meets difficulty {_num(s['hash_difficulty'])})")  # fmt: skip
     n = d["network"]
@@ -244,12 +260,62 @@ def _render_job(d: dict[str, Any]) -> None:
     click.echo(f"  meets the network target: {_verdict(n['meets_network_target'], 'yes, a block', 'no')}")
     click.echo()
     click.echo(_h("6. The mining.submit for this nonce"))
-    message = {"id": 4, "method": d["submit"]["method"], "params": d["submit"]["params"]}
-    click.echo(f"  {_hex(json.dumps(message))}")
+    click.echo(f"  {_hex(json.dumps(_submit_message(d)))}")
     click.echo(
         "  params: worker, job id, extranonce2, ntime, nonce" + (", version bits" if d["version_rolling"] else "")
     )
     click.echo(f"  {_dim(d['submit']['note'])}")
+    _render_verdict(d)
+
+
+def _submit_message(d: dict[str, Any]) -> dict[str, Any]:
+    return {"id": d["submit"].get("id", 4), "method": d["submit"]["method"], "params": d["submit"]["params"]}
+
+
+def _render_verdict(d: dict[str, Any]) -> None:
+    """The pool's answer to a captured submit: the walk's last word."""
+    v = d.get("verdict")
+    if v is None:
+        return
+    click.echo()
+    click.echo(_h(f"7. The pool's verdict (submit {v['share']} of {v['shares']} in this capture)"))
+    if not v["answered"]:
+        click.echo("  no reply in the capture: the connection, or the capture, ended before the pool answered")
+        return
+    click.echo(f"  reply  {v['reply']}")
+    if v["accepted"]:
+        click.echo(f"  {_verdict(True, 'accepted')}: the pool credits the share's difficulty as work done")
+        return
+    code = f"error {v['code']}" if v["code"] is not None else "no error code"
+    click.echo(f"  {_verdict(False, no='rejected')}: {code}, {json.dumps(v['message'])}")
+    if v["stale"]:
+        click.echo("  stale: yes (error 21: the pool does not, or no longer, hold that job)")
+    else:
+        click.echo("  stale: no")
+
+
+def _render_share_target(s: dict[str, Any]) -> None:
+    if s["double_is_exact"] and s["target_hex"] == s["target_decimal_hex"] == s["target_double_hex"]:
+        click.echo(f"  share difficulty {s['difficulty_decimal']} (exactly {s['difficulty_double_hex']} as a binary "
+                   "double, so every way of dividing agrees)")  # fmt: skip
+        click.echo("  target = diff-1 target / difficulty")
+        click.echo(f"         = {_hex(s['target_hex'])}")
+        return
+    click.echo(f"  share difficulty {s['difficulty_decimal']}, the decimal in the pool's JSON, is read as the nearest "
+               "binary double:")  # fmt: skip
+    click.echo(f"    {s['difficulty_double_hex']} = {s['difficulty_double_exact']}")
+    click.echo("  target = diff-1 target / difficulty, exact for that double, rounded down (this miner and its pool):")
+    click.echo(f"         = {_hex(s['target_hex'])}")
+    click.echo(f"  dividing by the decimal {s['difficulty_decimal']} instead gives")
+    click.echo(f"           {s['target_decimal_hex']}")
+    click.echo("  dividing in double arithmetic, 53 significant bits, as ckpool's target_from_diff does, gives")
+    click.echo(f"           {s['target_double_hex']}")
+    spread = s["relative_spread"]
+    if spread > 0:
+        click.echo(f"  they differ by {spread:.2g} of the target: about one share in {1 / spread:.2g} meets one "
+                   "and not another")  # fmt: skip
+    else:
+        click.echo("  here all three agree")
 
 
 @explain.command("job")
@@ -262,6 +328,14 @@ def _render_job(d: dict[str, Any]) -> None:
 @click.option(
     "--version-bits", default=None, metavar="HEX", help="rolled version bits (BIP 310), within the pool's mask"
 )
+@click.option(
+    "--share",
+    "share_number",
+    type=click.IntRange(min=1),
+    default=None,
+    metavar="N",
+    help="walk the N-th mining.submit of the capture (default: the last share the pool accepted)",
+)
 @json_option
 def job_cmd(
     capture: str,
@@ -269,12 +343,23 @@ def job_cmd(
     nonce: str | None,
     job_id: str | None,
     version_bits: str | None,
+    share_number: int | None,
     as_json: bool,
 ) -> None:
-    """From a captured mining.subscribe reply + mining.notify to a header and a mining.submit.
+    """From a captured mining.subscribe reply + mining.notify to a header, a mining.submit and its verdict.
 
-    CAPTURE is a JSON list of Stratum messages (or one message per line).
+    CAPTURE is what `miner mine --capture` wrote (JSON lines of time, direction and the message as on the
+    wire), or a JSON list of Stratum messages (or one message per line). With no option, the walk is the
+    last share the pool accepted and ends with its verdict; --share N walks the N-th submit instead.
+    --job-id, --nonce, --extranonce2 and --version-bits walk a job with values of your own.
     """
+    own_values = any(v is not None for v in (extranonce2, nonce, job_id, version_bits))
+    if share_number is not None and own_values:
+        raise CliError(
+            "--share walks a captured submit as it was sent; --job-id, --nonce, --extranonce2 and --version-bits "
+            "walk a job with values of your own: give one or the other",
+            2,
+        )
     en2 = None
     if extranonce2 is not None:
         en2 = _parse(bytes.fromhex, extranonce2, "--extranonce2")
@@ -285,9 +370,13 @@ def job_cmd(
             raise click.BadParameter("a nonce is a 32-bit number", param_hint="--nonce")
     bits = None if version_bits is None else _parse(lambda v: int(v, 16) & 0xFFFFFFFF, version_bits, "--version-bits")
     try:
-        with open(capture, encoding="utf-8") as fh:
-            messages = ex.load_messages(fh.read())
-        data = ex.explain_job(messages, en2, nonce_int, job_id, bits)
+        entries = teach.read_capture(capture)
+        shares = [] if own_values else teach.capture_shares(entries)
+        recorded = any(e.line is not None for e in entries)  # the wire format: a share is what it is for
+        if own_values or (not shares and not recorded):
+            data = ex.explain_job([e.message for e in entries if e.message is not None], en2, nonce_int, job_id, bits)
+        else:
+            data = ex.explain_share(ex.choose_share(shares, share_number), len(shares))
     except (OSError, UnicodeDecodeError, ValueError) as exc:
         raise CliError(f"{capture}: {exc}") from None
     _emit(data, as_json, _render_job)
@@ -372,14 +461,24 @@ def template_cmd(template_file: str, address: str | None, extranonce: str, nonce
     try:
         with open(template_file, encoding="utf-8") as fh:
             template = json.load(fh)
-        if isinstance(template, dict) and isinstance(template.get("result"), dict):
-            template = template["result"]
+        if isinstance(template, dict) and ("result" in template or "error" in template):  # a whole JSON-RPC reply
+            if template.get("error") is not None:
+                raise ValueError(f"the node answered with an error, not a template: {_rpc_error(template['error'])}")
+            template = template.get("result")
         if not isinstance(template, dict):
             raise ValueError("not a getblocktemplate answer (expected a JSON object)")
-        data = ex.explain_template(template, payout, en, nonce_int)
+        data = teach.explain_template(template, payout, en, nonce_int)
     except (OSError, UnicodeDecodeError, ValueError) as exc:
         raise CliError(f"{template_file}: {exc}") from None
     _emit(data, as_json, _render_template)
+
+
+def _rpc_error(error: Any) -> str:
+    """A JSON-RPC error object as the node wrote it: its message, then its code."""
+    if isinstance(error, dict):
+        message = str(error.get("message", "")).strip() or "(no message)"
+        return f"{message} (code {error['code']})" if "code" in error else message
+    return str(error)
 
 
 # --- odds ----------------------------------------------------------------------------
@@ -394,7 +493,8 @@ def _render_odds(d: dict[str, Any]) -> None:
     click.echo(_h("  Chance of at least one within (Poisson: 1 - exp(-t / expected time))"))
     for w in d["within"]:
         finds = _num(w["expected_finds"])
-        click.echo(f"    {w['text']:>16}  {100 * w['probability']:10.6g} %   (expected finds {finds})")
+        chance = ex.chance_text(w["probability"], w["miss_probability"], w["expected_finds"])
+        click.echo(f"    {w['text']:>16}  {chance:>12}   (expected finds {finds})")
     click.echo()
     click.echo(_h("  Time until the chance reaches"))
     for q in d["time_for_probability"]:
@@ -432,23 +532,109 @@ threads_option = click.option(
     "-t",
     type=click.IntRange(min=1),
     default=None,
-    help="threads for --hashrate measure (default: all cores)",
+    help="threads for --hashrate measure (and odds --measure; default: all cores)",
 )
 
 
+def _render_measured(d: dict[str, Any]) -> None:
+    exponent = d["target_zero_bits"] - 32
+    click.echo(_h(f"Measured: {d['hashes']:,} hashes of the genesis header in {d['seconds']:.2f} s on "
+                  f"{d['threads']} {d['backend']} thread(s), {ex.format_rate(d['hashrate'])}"))  # fmt: skip
+    click.echo(f"  share difficulty 2^{exponent} = {_num(d['difficulty'])}: a hit is a hash at most")
+    click.echo(f"  {_hex(d['target_hex'])} ({d['target_zero_bits']} leading zero bits)")
+    click.echo(f"  {d['hits']:,} hits, each a kernel candidate re-checked with hashlib "
+               f"(hardware errors {d['hardware_errors']})")  # fmt: skip
+    click.echo()
+    click.echo(_h("  Hits with at least k leading zero bits, against N x 2^-k (N hashes, each bit halves the odds)"))
+    click.echo(f"    {'k':>3}  {'hits':>8}  {'expected':>10}  {'sigma':>7}  {'z':>6}")
+    for row in d["counts"]:
+        click.echo(f"    {row['zero_bits']:>3}  {row['hits']:>8,}  {row['expected']:>10,.1f}  {row['sigma']:>7.1f}  "
+                   f"{row['z']:>+6.2f}")  # fmt: skip
+    click.echo()
+    g = d["gaps"]
+    click.echo(_h("  Gaps between successive hits, against the exponential law (mean 2^32 x D / hashrate)"))
+    if g["ks_p_value"] is None:
+        click.echo("    too few hits to compare their gaps: measure for longer")
+        return
+    click.echo(f"    mean gap   measured {g['mean_hashes']:,.0f} hashes ({1e3 * g['mean_seconds']:.4g} ms), "
+               f"theory {g['mean_hashes_theory']:,.0f} hashes ({1e3 * g['mean_seconds_theory']:.4g} ms)")  # fmt: skip
+    fits = "consistent with the law" if g["ks_p_value"] > 0.001 else "NOT what the law predicts"
+    click.echo(f"    Kolmogorov-Smirnov D = {g['ks_statistic']:.4f} over {g['count']:,} gaps, p-value "
+               f"{g['ks_p_value']:.3g} ({fits})")  # fmt: skip
+    m = g["memoryless"]
+    if m["mean_further_hashes"] is not None:
+        click.echo(f"    memoryless: {m['longer_than_mean']:,} gaps outlasted the mean, and then went on for "
+                   f"{m['mean_further_hashes']:,.0f} hashes more on average:")  # fmt: skip
+        click.echo("    one mean again, as if nothing had been done: past work never brings the next hit closer")
+
+
+def _measure(seconds: float, threads: int | None, plot: str | None, as_json: bool) -> None:
+    if plot is not None:
+        try:
+            teach.require_matplotlib(headless=True)
+        except teach.MissingExtra as exc:
+            raise CliError(f"--plot: {exc}") from None
+    try:
+        from kernels import BackendUnavailable
+    except ImportError as exc:  # pragma: no cover - the package ships kernels
+        raise CliError(f"no kernel to measure with ({exc})") from None
+    try:
+        data = teach.measure_odds(seconds, threads)
+    except BackendUnavailable as exc:
+        raise CliError(f"cannot measure: {exc}") from None
+    if plot is not None:
+        try:
+            teach.plot_odds(data, plot)
+        except (OSError, ValueError) as exc:
+            raise CliError(f"--plot: cannot write {plot}: {exc}") from None
+        click.echo(f"plot written to {plot}", err=True)
+    data = {k: v for k, v in data.items() if k != "nonces"}
+    data["gaps"] = {k: v for k, v in data["gaps"].items() if k != "gaps"}
+    _emit(data, as_json, _render_measured)
+
+
 @explain.command("odds")
-@hashrate_option
+@click.option("--hashrate", "-r", default=None, metavar="RATE",
+              help="hashes per second, e.g. 2.5M, 110T; 'measure' for this machine")  # fmt: skip
 @threads_option
-@click.option("--difficulty", "-d", required=True, metavar="D", help="share or network difficulty, e.g. 1, 110T")
+@click.option("--difficulty", "-d", default=None, metavar="D", help="share or network difficulty, e.g. 1, 110T")
 @click.option("--within", "-w", multiple=True, metavar="DURATION", help="time window, e.g. 10m, 6h, 30d, 1y "
               "(repeatable)")  # fmt: skip
+@click.option("--measure", type=Positive, default=None, metavar="SECONDS",
+              help="run the real kernel this long and set its hits beside the odds")  # fmt: skip
+@click.option("--plot", type=click.Path(dir_okay=False), default=None, metavar="FILE.png",
+              help="with --measure: draw both panels to this file (needs the teach extra)")  # fmt: skip
 @json_option
-def odds_cmd(hashrate: str, threads: int | None, difficulty: str, within: tuple[str, ...], as_json: bool) -> None:
-    """Expected hashes and time to find a share or block, and the chance within a time."""
+def odds_cmd(
+    hashrate: str | None,
+    threads: int | None,
+    difficulty: str | None,
+    within: tuple[str, ...],
+    measure: float | None,
+    plot: str | None,
+    as_json: bool,
+) -> None:
+    """Expected hashes and time to find a share or block, and the chance within a time.
+
+    With --measure SECONDS, the real kernel scans one fixed header for that long at a share difficulty
+    low enough for thousands of hits, and the hits are set beside the theory: how many have at least k
+    leading zero bits against N x 2^-k, and the gaps between them against the exponential law, with a
+    Kolmogorov-Smirnov test.
+    """
+    if measure is not None:
+        if hashrate is not None or difficulty is not None or within:
+            raise CliError("--measure finds the rate and the difficulty itself: give it without --hashrate, "
+                           "--difficulty or --within", 2)  # fmt: skip
+        _measure(measure, threads, plot, as_json)
+        return
+    if plot is not None:
+        raise CliError("--plot draws a measurement: give --measure SECONDS", 2)
+    if hashrate is None or difficulty is None:
+        raise click.UsageError("give --hashrate and --difficulty (or --measure SECONDS)")
     rate = _hashrate(hashrate, threads)
     diff = _parse(ex.parse_amount, difficulty, "--difficulty")
     windows = [_parse(ex.parse_duration, w, "--within") for w in within] or None
-    _emit(ex.explain_odds(rate, diff, windows), as_json, _render_odds)
+    _emit(teach.odds(rate, diff, windows), as_json, _render_odds)
 
 
 # --- economics -------------------------------------------------------------------------
@@ -507,6 +693,37 @@ def economics_cmd(hashrate: str, threads: int | None, power: float, price: float
     diff = _parse(ex.parse_amount, difficulty, "--difficulty")
     data = ex.explain_economics(rate, power, price, diff, reward, btc_price)
     _emit(data, as_json, _render_economics)
+
+
+# --- sv2 -----------------------------------------------------------------------------
+
+
+@explain.command("sv2")
+@click.argument("capture", type=click.Path(exists=True, dir_okay=False))
+@json_option
+def sv2_cmd(capture: str, as_json: bool) -> None:
+    """Walk a recorded Stratum V2 session: the handshake acts, the derived keys, each frame, the header.
+
+    CAPTURE is JSON with the wire bytes and the client's ephemeral secret, as
+    tests/data/sv2/esp-miner-client-session.json (a session recorded from ESP-Miner).
+    """
+    try:
+        from stratum.v2.explain import CaptureError, walk
+    except ImportError as exc:
+        raise CliError(f"Stratum V2 is not available here ({exc})") from None
+    try:
+        with open(capture, encoding="utf-8") as fh:
+            data = json.load(fh)
+        if not isinstance(data, dict):
+            raise CaptureError("a capture is a JSON object (wire, captured_at, the client's secret, the key)")
+        lines = walk(data)
+    except (OSError, UnicodeDecodeError, ValueError, KeyError, TypeError) as exc:  # CaptureError is a ValueError
+        raise CliError(f"{capture}: {exc}") from None
+    if as_json:
+        click.echo(json.dumps({"capture": capture, "lines": lines}, indent=2))
+    else:
+        for line in lines:
+            click.echo(line)
 
 
 commands = [explain]
