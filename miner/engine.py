@@ -106,6 +106,8 @@ class Engine:
         self._in_flight = 0
         self._exhausted = False
         self._stopping = False
+        self._paused = False  # pause(): no range handed out, the work and the pool sessions kept
+        self._disabled: set[str] = set()  # device names that take no ranges (the API's pgadisable)
         self._threads: list[threading.Thread] = []
         self.errors: deque[str] = deque(maxlen=100)  # the latest device/source failures
         for dev in devices:
@@ -121,6 +123,11 @@ class Engine:
         chunk: int | None = None,
         **backend_options,
     ) -> Engine:
+        """An engine over one backend: a built one, or one built here by name with ``get_backend``.
+
+        A name is resolved once, here; for ``cpu`` without ``lanes`` that means the kernel
+        :mod:`kernels.chooser` timed fastest on this machine.
+        """
         be = get_backend(backend, **backend_options) if isinstance(backend, str) else backend
         if be.name in ("cpu", "reference"):
             devices = cpu_devices(be, threads)
@@ -154,6 +161,33 @@ class Engine:
         for t in self._threads:
             t.join(max(0.0, deadline - time.monotonic()))
 
+    def pause(self) -> None:
+        """Stop hashing after the ranges in flight (a curtailed rig draws idle power), keeping the work."""
+        with self._cond:
+            self._paused = True
+
+    def resume(self) -> None:
+        with self._cond:
+            self._paused = False
+            self._cond.notify_all()
+
+    @property
+    def paused(self) -> bool:
+        return self._paused
+
+    def set_device_enabled(self, index: int, enabled: bool) -> None:
+        """Let device ``index`` take ranges or not; the others go on (cgminer's pgaenable/pgadisable)."""
+        if not 0 <= index < len(self.devices):
+            raise ValueError(f"no device {index} (0 - {len(self.devices) - 1})")
+        name = self.devices[index].name
+        with self._cond:
+            if enabled:
+                self._disabled.discard(name)
+            else:
+                self._disabled.add(name)
+            self._cond.notify_all()
+        self.stats.devices[name].enabled = enabled
+
     def wait_idle(self, timeout: float | None = None) -> bool:
         """Block until no range is being scanned (after ``set_source(None)``: every range handed out is done)."""
         with self._cond:
@@ -166,12 +200,15 @@ class Engine:
 
     # --- workers ----------------------------------------------------------------
 
-    def _take(self, chunk: int):
+    def _take(self, chunk: int, device: str = ""):
         """The next range to scan: (work, start, count), or None when stopping."""
         with self._cond:
             while True:
                 if self._stopping:
                     return None
+                if self._paused or device in self._disabled:
+                    self._cond.wait(0.5)
+                    continue
                 if self._work is not None and self._next_nonce < self._work.nonce_end:
                     start = self._next_nonce
                     if self.fixed_chunk is None:
@@ -213,7 +250,7 @@ class Engine:
         prepared_work: Work | None = None  # the work `prepared` was made from
         prepared = None
         while True:
-            got = self._take(chunk)
+            got = self._take(chunk, dev.name)
             if got is None:
                 return
             work, start, count = got

@@ -23,7 +23,8 @@ PROTOCOL_LOGGER = "protocol"
 DEFAULT_MAX_BYTES = 10 * 1024 * 1024
 DEFAULT_BACKUPS = 5
 
-_SECRET_FIELDS = re.compile(r'("(?:pass|password|params)"\s*:\s*\[\s*"[^"]*"\s*,\s*)"[^"]*"')
+_STRING = r'"(?:[^"\\]|\\.)*"'  # a JSON string, escaped quotes and all
+_SECRET_FIELDS = re.compile(rf'("params"\s*:\s*\[\s*{_STRING}\s*,\s*){_STRING}')
 _URL_PASSWORD = re.compile(r"(://[^:/@\s]+:)[^@/\s]*@")
 _BASIC_AUTH = re.compile(r"(Authorization:\s*Basic\s+)\S+", re.IGNORECASE)
 

@@ -5,7 +5,9 @@ the engine mines for the first pool in priority order that is authorized and
 has a job, so failover and the return to a recovered first pool are the same
 rule. While no pool is reachable the engine keeps scanning the last job:
 shares found meanwhile wait for the reconnect and go out if their job can
-still be valid (same session, job not cleaned).
+still be valid (same session, job not cleaned). Those hashes are not counted
+as live (:meth:`miner.stats.Stats.set_live`), so the rate reported is the rate
+on work a pool holds.
 
 Job handling follows the protocol: ``mining.set_difficulty`` applies from the
 next ``mining.notify``; every notify becomes the engine's work at once (a
@@ -22,12 +24,15 @@ pools are tried is their ``priority`` field.
 
 from __future__ import annotations
 
+import dataclasses
+import logging
 import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from miner.block import nbits_to_target
+from miner.mining_v2 import V2PoolClient, is_v2_url, url_credentials
 from miner.stats import PoolStats, Stats
 from miner.work import Share, StratumJob, Work, work_from_job
 from stratum.client import (
@@ -37,7 +42,6 @@ from stratum.client import (
     Ready,
     StratumClient,
     SubmitLost,
-    parse_pool_url,
     redact_url,
 )
 from stratum.protocol import (
@@ -59,6 +63,28 @@ DEFAULT_USER = "miner"
 MAX_JOBS = 64  # jobs kept per pool between clean_jobs notifies; a share for an older one counts stale
 
 
+PROXY_SCHEMES = ("socks5://", "socks4://", "http://")
+
+
+def check_proxy_url(url: str) -> None:
+    """A proxy URL python-socks can use, or ValueError with one line (the password left out)."""
+    from stratum.client import redact_url
+
+    shown = redact_url(url)
+    if not url.startswith(PROXY_SCHEMES):
+        raise ValueError(f"bad proxy URL {shown!r}: scheme must be one of {', '.join(PROXY_SCHEMES)}")
+    rest = url.split("://", 1)[1].rsplit("@", 1)[-1].rstrip("/")
+    host, _, port = rest.rpartition(":")
+    if not host or not port.isdigit() or not 0 < int(port) < 65536:
+        raise ValueError(f"bad proxy URL {shown!r}: expected SCHEME://HOST:PORT")
+
+
+STRATEGIES = ("failover", "round-robin", "load-balance")
+BALANCE_SLICE = 1 << 22  # nonces per work unit under load-balance: ~0.4 s of a CPU core, so quotas hold over seconds
+
+logger = logging.getLogger(__name__)
+
+
 @dataclass(frozen=True)
 class PoolConfig:
     """A pool to mine on.
@@ -71,14 +97,17 @@ class PoolConfig:
     url: str
     user: str | None = None
     password: str | None = field(default=None, repr=False)
+    proxy: str | None = field(default=None, repr=False)  # socks5://HOST:PORT for this pool's connections
 
     def __post_init__(self) -> None:
-        parsed = parse_pool_url(self.url)  # ValueError with one line, the password left out
+        user, password = url_credentials(self.url)  # V1 or V2; ValueError with one line, the password left out
+        if self.proxy is not None:
+            check_proxy_url(self.proxy)
         object.__setattr__(self, "url", redact_url(self.url.strip()))
         if self.user is None:
-            object.__setattr__(self, "user", parsed.user if parsed.user is not None else DEFAULT_USER)
+            object.__setattr__(self, "user", user if user is not None else DEFAULT_USER)
         if self.password is None:
-            object.__setattr__(self, "password", parsed.password if parsed.password is not None else "x")
+            object.__setattr__(self, "password", password if password is not None else "x")
 
 
 def deposit_bits(value: int, mask: int) -> int:
@@ -118,8 +147,11 @@ class _Pool:
     seen: set = field(default_factory=set)  # shares already handled: never send one twice
     in_flight: int = 0
     auth_failed: str = ""
-    first_failure: str = ""
+    first_failure: str = ""  # a first contact that failed in a way no retry fixes (another protocol, a bad cert)
+    failures_in_a_row: int = 0  # connection tries since the last session that worked, for --retries
+    gave_up: str = ""  # why this pool is no longer tried (--retries used up)
     retry_at: float | None = None  # monotonic time of the next connection try while it is down
+    quota: int = 1  # load-balance: this pool's share of the work units, against the others' quotas
 
 
 @dataclass(frozen=True)
@@ -148,17 +180,38 @@ class Miner:
         backoff_max: float = 60.0,
         user_agent: str = "sha256d-miner",
         suggest_difficulty: float | None = None,
+        retries: int | None = None,
+        retry_pause: float | None = None,
+        strategy: str = "failover",
+        quotas: list[int] | None = None,
+        sv2_channel: str = "standard",
         log: Callable[[str], None] | None = None,
+        wire: Callable[[str, str], None] | None = None,
     ) -> None:
         if not pools:
             raise ValueError("at least one pool is needed")
         for p in pools:
-            parse_pool_url(p.url)  # ValueError with one line
+            url_credentials(p.url)  # ValueError with one line
+        if sv2_channel not in ("standard", "extended"):
+            raise ValueError(f"the Stratum V2 channel is standard or extended, not {sv2_channel!r}")
+        self.sv2_channel = sv2_channel  # for stratum2+tcp:// pools
         self.engine = engine
         self.stats = stats or engine.stats
         self.started_wall = self.stats.started_wall
         self.backend_name = engine.devices[0].backend.name if engine.devices else "?"
         self.version_rolling = version_rolling
+        # cpuminer's -r/-R: give a pool up after ``retries`` failed tries in a row (None: keep trying, as
+        # cgminer does, with backoff), and wait ``retry_pause`` between tries instead of backing off
+        self.retries = retries
+        if strategy not in STRATEGIES:
+            raise ValueError(f"pool strategy must be one of {', '.join(STRATEGIES)}, not {strategy!r}")
+        if quotas is not None and (len(quotas) != len(pools) or any(q < 1 for q in quotas)):
+            raise ValueError("--quota: a whole number of 1 or more for each pool")
+        self.strategy = strategy
+        self._balanced: tuple = ()  # load-balance: the pools the engine's work is split across now
+        self._moved_on = False  # round-robin: a pool failed and the miner moved on, so it stays where it is
+        if retry_pause is not None:
+            backoff_initial = backoff_max = retry_pause
         self.client_options = {
             "verify_tls": verify_tls,
             "ca_file": ca_file,
@@ -169,7 +222,8 @@ class Miner:
             "version_rolling": version_rolling,
             "suggest_difficulty": suggest_difficulty,
         }
-        self.log = log or (lambda line: None)
+        self._log_to = log  # a caller's own copy of each line (tests, embedders), beside the logger
+        self.wire = wire  # every V1 client's raw lines, in and out (a capture, a protocol dump)
         self._lock = threading.RLock()
         self._switch_lock = threading.Lock()  # taken before _lock; never held inside the engine's lock
         self._pools: list[_Pool] = []  # index order == stats.pools order
@@ -179,8 +233,14 @@ class Miner:
         self.fatal: str | None = None
         self.got_job = False  # whether any pool ever sent a job: a run without one mined nothing
         engine.on_share = self._on_share
-        for p in pools:
-            self._pools.append(_Pool(p, self.stats.add_pool(p.url, p.user)))
+        for i, p in enumerate(pools):
+            self._pools.append(_Pool(p, self.stats.add_pool(p.url, p.user), quota=quotas[i] if quotas else 1))
+        self.stats.set_live(False)  # until a pool is authorized and has sent a job
+
+    def log(self, line: str) -> None:
+        logger.info(line)
+        if self._log_to is not None:
+            self._log_to(line)
 
     # --- life cycle -------------------------------------------------------------------------------------------------
 
@@ -198,6 +258,7 @@ class Miner:
     def stop(self, reply_wait: float = 2.0) -> None:
         """Stop scanning, give in-flight shares up to ``reply_wait`` s for their verdicts, then disconnect."""
         self.engine.stop()
+        self.stats.set_live(False)
         deadline = time.monotonic() + reply_wait
         while time.monotonic() < deadline:
             with self._lock:
@@ -211,9 +272,20 @@ class Miner:
             client.stop(1.0)
 
     def _start_client(self, pool: _Pool) -> None:
-        client = StratumClient(
-            pool.config.url, pool.config.user, pool.config.password, self._on_event, **self.client_options
-        )
+        config = pool.config
+        if is_v2_url(config.url):  # the same events as a V1 client's, so failover and counts are shared
+            options = dict(self.client_options, channel=self.sv2_channel)
+            client = V2PoolClient(config.url, config.user, config.password, self._on_event, **options)
+        else:
+            client = StratumClient(
+                config.url,
+                config.user,
+                config.password,
+                self._on_event,
+                **self.client_options,
+                wire=self.wire,
+                proxy=config.proxy,
+            )
         pool.client = client
         pool.stats.status = "Dead"
         client.start()
@@ -234,6 +306,7 @@ class Miner:
                     return
                 to_submit = self._handle(pool, event)
                 source = self._reselect(force=isinstance(event, (Notify, SetExtranonce)) and pool is self._current)
+                self.stats.set_live(self._live())
             if source is not None:
                 self.engine.set_source(source, clean=True)
         for share in to_submit:
@@ -254,16 +327,17 @@ class Miner:
             pool.session_id = event.session_id
         elif isinstance(event, Ready):
             pool.auth_failed = ""
+            pool.failures_in_a_row = 0
             st.status, st.stratum_active = "Alive", True
             st.has_version_rolling = bool(event.version_mask)
-            pool.version_mask = event.version_mask if self.version_rolling else 0
+            pool.version_mask = event.version_mask if self._rolls(pool) else 0
             rolling = f", version rolling mask {event.version_mask:08x}" if event.version_mask else ""
             self.log(f"pool {url}: authorized as {pool.config.user}{rolling}")
             queued, pool.queued = pool.queued, []
             return [s for s in queued if self._still_valid(s, count=True)]
         elif isinstance(event, Notify):
             try:
-                job = StratumJob.from_params(event.params)
+                job = getattr(event, "job", None) or StratumJob.from_params(event.params)  # V2: built already
                 nbits_to_target(job.nbits_int)
             except ValueError as exc:
                 self.log(f"pool {url}: ignored a malformed job: {exc}")
@@ -287,7 +361,7 @@ class Miner:
             pool.difficulty = event.difficulty
         elif isinstance(event, (ConfigureResult, SetVersionMask)):
             mask = event.version_mask if isinstance(event, ConfigureResult) else event.mask
-            pool.version_mask = mask if self.version_rolling else 0
+            pool.version_mask = mask if self._rolls(pool) else 0
             st.has_version_rolling = bool(mask)
         elif isinstance(event, SetExtranonce):
             job = pool.job
@@ -311,10 +385,15 @@ class Miner:
             st.status, st.stratum_active = "Dead", False
             pool.retry_at = time.monotonic() + event.retry_in
             st.get_failures += 1
-            if pool.client is not None and not pool.client.ever_ready and not pool.first_failure:
+            pool.failures_in_a_row += 1
+            if event.permanent and pool.client is not None and not pool.client.ever_ready and not pool.first_failure:
                 pool.first_failure = event.reason
-            self.log(f"pool {url}: {event.reason}; retrying in {event.retry_in:.1f} s")
+            given_up = self._used_up(pool, event.reason)
             self._check_fatal()
+            if self.fatal is not None or given_up:  # the run or this pool ends here: no retry to promise
+                self.log(f"pool {url}: {event.reason}" + (f"; {given_up}" if given_up else ""))
+            else:
+                self.log(f"pool {url}: {event.reason}; retrying in {event.retry_in:.1f} s")
         elif isinstance(event, AuthFailed):
             pool.auth_failed = event.reason
             st.status = "Rejecting"
@@ -324,7 +403,13 @@ class Miner:
             st.status, st.stratum_active = "Dead", False
             pool.retry_at = time.monotonic() + event.retry_in
             if event.reason != "stopped":
-                self.log(f"pool {url}: disconnected ({event.reason}); reconnecting in {event.retry_in:.1f} s")
+                pool.failures_in_a_row += 1
+                given_up = self._used_up(pool, event.reason)
+                self._check_fatal()
+                if given_up:
+                    self.log(f"pool {url}: disconnected ({event.reason}); {given_up}")
+                elif self.fatal is None:  # a fatal error ends the run: no reconnect
+                    self.log(f"pool {url}: disconnected ({event.reason}); reconnecting in {event.retry_in:.1f} s")
         elif isinstance(event, ShowMessage):
             self.log(f"pool {url} says: {event.message}")
         elif isinstance(event, Reconnect):
@@ -333,6 +418,14 @@ class Miner:
             self.log(f"pool {url}: ignored a bad message: {event.reason}")
         return []
 
+    def _rolls(self, pool: _Pool) -> bool:
+        """Whether to roll the version bits a pool allows.
+
+        On V1 only when asked for (BIP 310). On V2 unless the pool forbids it (REQUIRES_FIXED_VERSION): a
+        standard channel's header-only job has no other search space beyond the nonce.
+        """
+        return self.version_rolling or is_v2_url(pool.config.url)
+
     def _new_session(self, pool: _Pool, extranonce1: bytes, extranonce2_size: int) -> None:
         pool.session += 1
         pool.extranonce1 = extranonce1
@@ -340,16 +433,29 @@ class Miner:
         pool.jobs.clear()
         pool.job = None
 
+    def _used_up(self, pool: _Pool, reason: str) -> str:
+        """With --retries N, stop trying a pool after N+1 failed tries in a row; what to log, or ''."""
+        if self.retries is None or pool.gave_up or pool.failures_in_a_row <= self.retries:
+            return ""
+        pool.gave_up = f"{reason} ({pool.failures_in_a_row} tries in a row)"
+        if pool.client is not None:  # from its own thread's callback: stop it from another
+            threading.Thread(target=pool.client.stop, daemon=True).start()
+        return f"giving up on it after {pool.failures_in_a_row} tries in a row (--retries {self.retries})"
+
     def _check_fatal(self) -> None:
-        """Give up only if no pool ever worked and every enabled pool failed at once."""
+        """Give up when every enabled pool is out: used up its --retries, or (while none ever worked) refused
+        our credentials or failed its first contact in a way no retry fixes. A pool that is only down is
+        waited for, at start-up too, as cgminer does."""
         enabled = [p for p in self._pools if p.enabled]
-        if any(p.client is not None and p.client.ever_ready for p in self._pools):
-            return
-        if enabled and all(p.first_failure or p.auth_failed for p in enabled):
-            reasons = "; ".join(
-                f"{p.config.url}: {p.auth_failed and 'authorization failed: ' + p.auth_failed or p.first_failure}"
-                for p in enabled
-            )
+        worked = any(p.client is not None and p.client.ever_ready for p in self._pools)
+
+        def out(p: _Pool) -> str:
+            if p.gave_up or worked:  # once a pool worked, only --retries ends the run
+                return p.gave_up
+            return "authorization failed: " + p.auth_failed if p.auth_failed else p.first_failure
+
+        if enabled and all(out(p) for p in enabled):
+            reasons = "; ".join(f"{p.config.url}: {out(p)}" for p in enabled)
             self.fatal = f"no pool could be used ({reasons})"
             self._quit.set()
 
@@ -375,13 +481,37 @@ class Miner:
     def _ordered(self) -> list[_Pool]:
         return sorted(self._pools, key=lambda p: p.stats.priority)
 
+    def _usable(self, pool: _Pool) -> bool:
+        return pool.enabled and pool.client is not None and pool.client.ready and pool.job is not None
+
     def _reselect(self, force: bool = False) -> Callable[[], Work | None] | None:
-        """The new work source if the engine should change what it mines, else None (call with _lock held)."""
-        best = None
-        for pool in self._ordered():
-            if pool.enabled and pool.client is not None and pool.client.ready and pool.job is not None:
-                best = pool
-                break
+        """The new work source if the engine should change what it mines, else None (call with _lock held).
+
+        failover: the first usable pool by priority, back to a better one as soon as it returns.
+        round-robin (cgminer's): stay on the current pool while it works; when it fails, the next one after it.
+        load-balance: every usable pool at once, the work units split by --quota.
+        """
+        ordered = self._ordered()
+        usable = [p for p in ordered if self._usable(p)]
+        best = usable[0] if usable else None
+        if self.strategy == "round-robin" and usable and self._current is not None:
+            current = self._current
+            if current in usable:
+                best = current if self._moved_on else best  # until a pool fails, the -o order, as at start-up
+            elif current in ordered:
+                after = ordered[ordered.index(current) + 1 :] + ordered[: ordered.index(current)]
+                best = next((p for p in after if p in usable), best)
+                self._moved_on = True
+        if self.strategy == "load-balance" and len(usable) > 1:
+            balanced = tuple((p, p.session, p.job.job_id) for p in usable)  # type: ignore[union-attr]
+            if balanced != self._balanced or force or self._current not in usable:
+                if self._balanced and {p for p, _, _ in balanced} != {p for p, _, _ in self._balanced}:
+                    self.log("load-balancing across " + ", ".join(f"{p.config.url} (quota {p.quota})" for p in usable))
+                self._balanced = balanced
+                self._current = usable[0]
+                return self._split_source(usable)
+            return None
+        self._balanced = ()
         if best is None:
             current = self._current
             if current is not None and current.enabled and current in self._pools and current.job is not None:
@@ -396,6 +526,40 @@ class Miner:
             self._current = best
             return self._source(best)
         return self._source(best) if force else None
+
+    def _split_source(self, pools: list[_Pool]) -> Callable[[], Work | None]:
+        """Work units from each pool in turn, by quota (smooth weighted round robin), each a slice of the nonce
+        range short enough that the split holds over seconds, not over the minutes a 2^32 range takes."""
+        sources = [(pool, self._source(pool)) for pool in pools]
+        total = sum(pool.quota for pool in pools)
+        credit = [0] * len(sources)
+
+        def next_work() -> Work | None:
+            with self._lock:
+                for i, (pool, _) in enumerate(sources):
+                    credit[i] += pool.quota
+                pick = max(range(len(sources)), key=lambda i: credit[i])
+                credit[pick] -= total
+            for k in range(len(sources)):  # the picked pool, else whichever still has its job
+                work = sources[(pick + k) % len(sources)][1]()
+                if work is not None:
+                    return dataclasses.replace(work, nonce_end=min(work.nonce_end, work.nonce_start + BALANCE_SLICE))
+            return None
+
+        return next_work
+
+    def _live(self) -> bool:
+        """Whether the engine mines a job its pool still holds over a connection (call with _lock held)."""
+        pool = self._current
+        return (
+            self._running
+            and not getattr(self.engine, "paused", False)
+            and pool is not None
+            and pool.enabled
+            and pool.client is not None
+            and pool.client.ready
+            and pool.job is not None
+        )
 
     def _source(self, pool: _Pool) -> Callable[[], Work | None]:
         job = pool.job
@@ -480,6 +644,7 @@ class Miner:
         with self._switch_lock:
             with self._lock:
                 source = self._reselect()
+                self.stats.set_live(self._live())
             if source is not None:
                 self.engine.set_source(source, clean=True)
 
@@ -507,6 +672,42 @@ class Miner:
                 self._start_client(pool)
             self.log(f"added pool {config.url}")
             return len(self._pools) - 1
+
+    def reload_pools(self, configs: list[PoolConfig]) -> None:
+        """Make the pool list ``configs``, in that priority order (SIGHUP after the config file changed).
+
+        Pools kept keep their connection and counts; shares in flight to a pool that goes are still
+        answered, since only a pool that is not the one being mined is removed at once: the current one, if
+        it is gone from the file, is disabled (the miner fails over to the file's first) and removed later.
+        """
+        if not configs:
+            raise ValueError("a reload needs at least one pool")
+        key = lambda url, user: (url, user or "")  # noqa: E731
+        with self._lock:
+            have = {key(p.config.url, p.config.user): p for p in self._pools}
+        for config in configs:
+            if key(config.url, config.user) not in have:
+                self.add_pool(config.url, config.user, config.password)
+        with self._lock:
+            by_key = {key(p.config.url, p.config.user): p for p in self._pools}
+            wanted = [by_key[key(c.url, c.user)] for c in configs]
+            gone = [p for p in self._pools if p not in wanted]
+            self._set_order(wanted + gone)
+            for pool in wanted:
+                if not pool.enabled:
+                    self._enable(pool)
+        self._apply()
+        for pool in gone:
+            with self._lock:
+                index = self._pools.index(pool) if pool in self._pools else None
+                current = pool is self._current
+            if index is None:
+                continue
+            if current:
+                self.disable_pool(index)
+            else:
+                self.remove_pool(index)
+        self.log(f"pools reloaded: {', '.join(c.url for c in configs)}")
 
     def remove_pool(self, index: int) -> None:
         with self._lock:
@@ -578,6 +779,23 @@ class Miner:
 
     def quit(self) -> None:
         self._quit.set()
+
+    def pause(self) -> None:
+        """Stop hashing, keep the pool sessions and the jobs (the API's pause: curtailment)."""
+        self.engine.pause()
+        self.stats.set_live(False)
+        self.log("paused: hashing stopped, pool sessions kept")
+
+    def resume(self) -> None:
+        self.engine.resume()
+        with self._lock:
+            self.stats.set_live(self._live())
+        self.log("resumed hashing")
+
+    def set_device_enabled(self, index: int, enabled: bool) -> None:
+        """Let one worker (a CPU thread, a GPU) hash or not: the API's pgaenable|N / pgadisable|N."""
+        self.engine.set_device_enabled(index, enabled)
+        self.log(f"device {index} {'enabled' if enabled else 'disabled'}")
 
     # --- reading ----------------------------------------------------------------------------------------------------
 

@@ -3,6 +3,12 @@
 One :class:`Stats` object is written by the engine (hashes, hardware errors)
 and by the work source (share verdicts), and read by the CLI's status line and
 the cgminer-compatible API. All methods are thread-safe.
+
+Hashes are also kept apart by whether the work was *live*: a work source
+that can lose its pool (``mine`` while its only pool is down keeps scanning
+the last job, whose shares no pool may take) says so with :meth:`Stats.set_live`,
+and the headline rate is then the rate on live work over the time work was
+live, not every hash over the whole run.
 """
 
 from __future__ import annotations
@@ -186,6 +192,10 @@ class Stats:
         self.network_blocks = 0  # cgminer's new_blocks: distinct previous-block hashes seen since start
         self._blocks_seen: OrderedDict[str, float] = OrderedDict()  # prevhash -> wall time first seen
         self.found_block_hashes: list[str] = []
+        self.live_meter = RateMeter(clock)  # hashes on live work only
+        self._live = True  # until a work source says otherwise, all work counts as live
+        self._live_since = self.started
+        self._live_before = 0.0  # seconds of live work before the current stretch
 
     # --- writers ----------------------------------------------------------------
 
@@ -207,6 +217,27 @@ class Stats:
             now = self.clock()
             dev.meter.add(hashes, now)
             self.meter.add(hashes, now)
+            if self._live:
+                self.live_meter.add(hashes, now)
+
+    def set_live(self, live: bool) -> None:
+        """Whether the work being hashed from now on can still earn: a pool (or node) holds it and takes shares.
+
+        False while the miner keeps scanning a job no connected pool holds; those hashes count in
+        ``hashes`` but not in ``live_hashes``, and that time not in ``live_seconds``.
+        """
+        with self._lock:
+            if live == self._live:
+                return
+            now = self.clock()
+            if self._live:
+                self._live_before += now - self._live_since
+            else:
+                self._live_since = now
+            self._live = live
+
+    def _live_seconds(self, now: float) -> float:
+        return self._live_before + (now - self._live_since if self._live else 0.0)
 
     def hardware_error(self, device: str) -> None:
         dev = self.device(device)
@@ -334,6 +365,11 @@ class Stats:
     def total_hashes(self) -> int:
         return self.meter.total
 
+    def live_seconds(self) -> float:
+        """Seconds spent with live work (see :meth:`set_live`)."""
+        with self._lock:
+            return self._live_seconds(self.clock())
+
     def block_time(self, prevhash: str) -> float:
         """Wall time this block (a notify's prevhash) was first seen; 0 if never or long forgotten."""
         with self._lock:
@@ -350,11 +386,18 @@ class Stats:
     def snapshot(self) -> dict:
         """A plain dict for JSON output and status lines."""
         with self._lock:
+            now = self.clock()
+            live_seconds = self._live_seconds(now)
+            live_hashes = self.live_meter.total
             return {
-                "elapsed": self.clock() - self.started,
+                "elapsed": now - self.started,
                 "hashes": self.meter.total,
                 "hashrate_5s": self.meter.rate(5.0),
                 "hashrate_av": self.meter.average(),
+                "live_hashes": live_hashes,
+                "live_seconds": live_seconds,
+                "live_hashrate_5s": self.live_meter.rate(5.0),
+                "live_hashrate": live_hashes / live_seconds if live_seconds > 0 else 0.0,
                 "accepted": self.shares.accepted,
                 "rejected": self.shares.rejected,
                 "stale": self.shares.stale,

@@ -49,12 +49,15 @@ def api_request(port: int, command: str, parameter: str | None = None) -> dict:
     return json.loads(api_reply(port, command, parameter))
 
 
-def run_until(args: list[str], until: Callable[[], bool], timeout: float = 90.0) -> tuple[int, str, str]:
+def run_until(
+    args: list[str], until: Callable[[], bool], timeout: float = 90.0, stderr_lines: list[str] | None = None
+) -> tuple[int, str, str]:
     """Run ``miner ARGS`` as a user would until ``until()`` holds (or it exits on its own), then stop it with
     SIGTERM, which ends a run with its summary and exit 0. (exit code, stdout, stderr).
 
     A run stopped on an event rather than after a fixed ``--duration`` holds on a busy machine; ``timeout``
-    is a ceiling for a stuck run, after which the test sees whatever the miner said."""
+    is a ceiling for a stuck run, after which the test sees whatever the miner said. ``stderr_lines``, where
+    given, fills with stderr's lines as they come, for an ``until`` that reads the log."""
     proc = subprocess.Popen(
         [*MINER, *args],
         stdout=subprocess.PIPE,
@@ -64,7 +67,7 @@ def run_until(args: list[str], until: Callable[[], bool], timeout: float = 90.0)
         env={**os.environ, "PYTHONUNBUFFERED": "1"},
     )
     out: list[str] = []
-    err: list[str] = []
+    err: list[str] = stderr_lines if stderr_lines is not None else []
     readers = [
         threading.Thread(target=lambda: out.extend(proc.stdout), daemon=True),  # type: ignore[arg-type]
         threading.Thread(target=lambda: err.extend(proc.stderr), daemon=True),  # type: ignore[arg-type]

@@ -14,6 +14,11 @@ import pytest
 from commands import MINER
 
 REGTEST_ADDRESS = "bcrt1qw508d6qejxtdg4y5r3zarvary0c5xw7kygt080"
+#: the regtest genesis header up to its bits field; the bits (as hashed) and a zero nonce follow
+HEADER_TO_BITS = (
+    "0100000000000000000000000000000000000000000000000000000000000000000000003ba3edfd7a7b12b27ac72c3e67768f61"
+    "7fc81bc3888a51323a9fb8aa4b1e5e4adae5494d"
+)
 
 
 def free_port() -> int:
@@ -58,6 +63,10 @@ BAD_INPUT = [
     (["pool", "--address", "notanaddress"], "address"),
     (["pool", "--address", "bc1qw508d6qejxtdg4y5r3zarvary0c5xw7kv8f3t5"], "address"),  # checksum broken
     (["pool", "--rpc-url", "http://127.0.0.1:1"], "--address"),
+    (["explain", "header", HEADER_TO_BITS + "ffffffff" + "00000000"], "bits field"),
+    (["explain", "header", HEADER_TO_BITS + "ffff7f21" + "00000000"], "overflows 256 bits"),
+    (["explain", "header", HEADER_TO_BITS + "ffff8000" + "00000000"], "sign bit"),
+    (["pool", "--address", "1A1zP1eP5QGefi2DMPTfTL5SLmv7DivfNa", "--duration", "0"], "embedded chain"),
 ]
 
 
@@ -77,13 +86,15 @@ def test_refused_connection_is_one_line_exit_1() -> None:
 
 
 def test_unresolvable_pool_host_is_one_line_exit_1() -> None:
-    result = run("mine", "-o", "stratum+tcp://pool.example.invalid:3333", "-b", "reference", "-t", "1")
+    result = run(
+        "mine", "-o", "stratum+tcp://pool.example.invalid:3333", "-b", "reference", "-t", "1", "--retries", "0"
+    )
     assert_one_line_error(result, 1, "resolve")
 
 
 def test_every_pool_failing_names_each() -> None:
     a, b = free_port(), free_port()
-    result = run("mine", "-o", f"127.0.0.1:{a}", "-o", f"127.0.0.1:{b}", "-b", "reference", "-t", "1")
+    result = run("mine", "-o", f"127.0.0.1:{a}", "-o", f"127.0.0.1:{b}", "-b", "reference", "-t", "1", "--retries", "0")
     assert_one_line_error(result, 1, str(a), str(b))
 
 

@@ -296,3 +296,15 @@ def test_verbs_per_firmware():
     assert curtail.verbs(stock, True) == [("ascenable", "0"), ("ascenable", "1"), ("ascenable", "2")]
     assert curtail.verbs(Rig("h", 1, "x", "cgminer", 1, 1, 0, 1, True), False) == []
     assert math.isinf(curtail.break_even_per_kwh(Rig("h", 1, "x", "x", 1, 0, 0, 1, True), 1.0))
+
+
+def test_cli_plot_draws_the_schedule_that_ran(small_farm, tmp_path):
+    pytest.importorskip("matplotlib", reason="matplotlib is not installed (the 'farm' extra)")
+    hosts, prices = _files(tmp_path, small_farm)
+    plot = tmp_path / "schedule.png"
+    args = ["farm", "curtail", "--hosts-file", hosts, "--prices", prices, "--hashprice", "0.05", "--follow"]
+    args += ["--at", "2026-06-01T00:00", "--speed", "3600", "--min-dwell", "0", "--plot", str(plot)]
+    result = CliRunner().invoke(main, args)
+    assert result.exit_code == 0, result.output
+    assert plot.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and plot.stat().st_size > 10_000
+    assert f"schedule drawn to {plot}" in result.stderr

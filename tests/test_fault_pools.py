@@ -244,13 +244,15 @@ def test_tls_certificate_that_does_not_verify(self_signed) -> None:
 
 
 def test_dead_first_pool_only_is_fatal_with_one_line() -> None:
-    """With no backup and nothing that ever worked, the miner gives up with the reason (the CLI's one line)."""
+    """With no backup and its one try used up (--retries 0), the miner gives up with the reason (the CLI's one line)."""
     stats = Stats()
     engine, _ = engine_for_test(stats)
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", 0))
         port = probe.getsockname()[1]
-    miner = Miner([PoolConfig(f"127.0.0.1:{port}", "w")], engine, stats, backoff_initial=0.1, backoff_max=0.2)
+    miner = Miner(
+        [PoolConfig(f"127.0.0.1:{port}", "w")], engine, stats, backoff_initial=0.1, backoff_max=0.2, retries=0
+    )
     miner.start()
     try:
         assert miner.wait(10)

@@ -550,3 +550,68 @@ def test_header_time_never_goes_backwards() -> None:
     work = job_work(job, b"\x00" * 8, ntime=job.ntime + 5)
     assert struct.unpack_from("<I", work.header, 68)[0] == job.ntime + 5
     assert len(work.header) == 80 and work.network_target == work.target == job.network_target
+
+
+# --- a template field that is wrong says which, and what it should hold ----------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("change", "words"),
+    [
+        (lambda t: t.update(previousblockhash="00"), "'previousblockhash': expected 64 hex digits"),
+        (lambda t: t.update(bits="zz"), "'bits': expected 8 hex digits"),
+        (lambda t: t.update(bits="00800000"), "'bits': nBits 00800000"),
+        (lambda t: t.update(height=-1), "'height': expected a block height"),
+        (lambda t: t.pop("coinbasevalue"), "'coinbasevalue' is missing"),
+        (lambda t: t["transactions"][0].update(data="xyz"), "'transactions[0].data': expected hex digits"),
+        (lambda t: t["transactions"][0].update(hash="00"), "'transactions[0].hash': expected 64 hex digits"),
+    ],
+)
+def test_template_errors_name_the_field(change, words: str) -> None:
+    template = copy.deepcopy(SEGWIT_TEMPLATE)
+    change(template)
+    with pytest.raises(TemplateError) as caught:
+        template_to_job(template, PAYOUT, "j1")
+    assert words in str(caught.value) and "\n" not in str(caught.value)
+
+
+# --- miner pool on a node: the address must belong to the node's chain, as for solo -----------------------------
+
+
+def run_pool(*args: str):
+    from miner.cli import main
+
+    return CliRunner().invoke(main, ["pool", "--listen", "127.0.0.1:0", "--duration", "0", *args])
+
+
+def test_cli_pool_on_a_regtest_node_refuses_a_mainnet_address(node: FakeNode) -> None:
+    result = run_pool("--rpc-url", node.url, "--address", "1A1zP1eP5QGefi2DMPTfTL5SLmv7DivfNa")
+    assert result.exit_code == 2, result.output
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("miner: error: --address: "), result.stderr
+    assert "mainnet address but the node is on regtest" in lines[0]
+    assert [method for method, _ in node.calls] == ["getblockchaininfo"]  # refused before any template
+
+
+def test_cli_pool_on_a_regtest_node_takes_a_regtest_address(node: FakeNode) -> None:
+    result = run_pool("--rpc-url", node.url, "--address", REGTEST_P2PKH)
+    assert result.exit_code == 0, result.output
+    assert f"blocks pay {REGTEST_P2PKH}" in result.stderr
+
+
+@pytest.mark.parametrize("command", ["solo", "pool"])
+def test_binary_cookie_file_is_one_line(node: FakeNode, tmp_path: Path, command: str) -> None:
+    from miner.cli import main
+
+    cookie = tmp_path / ".cookie"
+    cookie.write_bytes(bytes(range(256)))
+    url = f"http://127.0.0.1:{node.port}"
+    args = [command, "--rpc-url", url, "--rpc-cookie", str(cookie), "--address", REGTEST_P2PKH, "--duration", "0"]
+    if command == "solo":
+        args[-1] = "5"
+    result = CliRunner().invoke(main, args)
+    assert result.exit_code == 1, result.output
+    assert result.exception is None or isinstance(result.exception, SystemExit), result.exception
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("miner: error: "), result.stderr
+    assert f"RPC cookie file {cookie} is not text" in lines[0] and "__cookie__:PASSWORD" in lines[0]

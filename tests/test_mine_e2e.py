@@ -104,7 +104,9 @@ def test_embedded_default_mines_blocks_with_one_command():
     code, out, err = run_mine("--duration", "4", "--json")
     assert code == 0, err
     result = last_json(out)
-    assert set(result) == {"accepted", "rejected", "stale", "hw_errors", "hashes", "blocks", "seconds"}
+    assert set(result) == {"accepted", "rejected", "stale", "hw_errors", "hashes", "blocks", "seconds",
+                           "live_hashes", "live_seconds", "hashrate"}  # fmt: skip
+    assert 0 < result["live_hashes"] <= result["hashes"] and 0 < result["live_seconds"] <= result["seconds"]
     assert result["hashes"] > 0 and result["rejected"] == 0 and result["hw_errors"] == 0
     assert result["blocks"] == result["accepted"]  # regtest nBits: every share is a block
     assert "embedded pool listening on stratum+tcp://127.0.0.1:" in err
@@ -196,7 +198,7 @@ def test_bad_credentials_refused_connection_and_bad_url_are_one_line_errors():
         pool.kill()
     assert code == 1 and "authorization failed" in err and "wrong password" in err
     assert "Traceback" not in err and err.strip().splitlines()[-1].startswith("miner: error:")
-    code, _, err = run_mine("-o", f"stratum+tcp://127.0.0.1:{free_port()}", "--duration", "10")
+    code, _, err = run_mine("-o", f"stratum+tcp://127.0.0.1:{free_port()}", "--retries", "0", "--duration", "10")
     assert code == 1 and "connection refused" in err.strip().splitlines()[-1]
     code, _, err = run_mine("-o", "http://pool.example:80", "--duration", "1")
     assert code == 2 and err.strip() == (
@@ -430,3 +432,38 @@ def test_status_shows_an_offline_pool_and_a_lost_verdict_is_logged_stale():
     stale_lines = [line for line in lines if "counted stale: connection lost before the pool replied" in line]
     assert stale_lines and all("share for job " in line for line in stale_lines)
     assert miner.stats.snapshot()["stale"] == len(stale_lines)
+
+
+def test_at_start_up_a_pool_that_is_not_up_yet_is_waited_for():
+    """As cgminer does: a rig that boots before its pool keeps trying (with backoff) instead of exiting."""
+    port = free_port()
+    pool_box: list = []
+    url = f"stratum+tcp://127.0.0.1:{port}"
+
+    def start_pool_once_refused(err_lines) -> bool:
+        if not pool_box and any("connection refused; retrying in" in line for line in err_lines()):
+            pool_box.append(embedded_pool(port=port))
+        return bool(pool_box) and pool_box[0].summary()["accepted"] >= 1
+
+    err: list[str] = []
+    try:
+        code, out, text = run_until(
+            ["mine", "-o", url, "-b", BACKEND, "-t", "1", "--retry-pause", "0.3", "--json"],
+            lambda: start_pool_once_refused(lambda: err),
+            stderr_lines=err,
+        )
+    finally:
+        for pool in pool_box:
+            pool.stop()
+    assert code == 0, text
+    assert last_json(out)["accepted"] >= 1
+    assert "retrying in 0.3 s" in text  # --retry-pause: the pause given, not a backoff
+
+
+def test_retries_give_a_pool_up_after_that_many_failed_tries():
+    code, _, err = run_mine("-o", f"stratum+tcp://127.0.0.1:{free_port()}", "--retries", "2", "--retry-pause", "0.1")
+    assert code == 1
+    lines = err.strip().splitlines()
+    assert sum("connection refused; retrying in 0.1 s" in line for line in lines) == 2, lines
+    assert "giving up on it after 3 tries in a row (--retries 2)" in lines[-2]
+    assert lines[-1].startswith("miner: error: no pool could be used") and "3 tries in a row" in lines[-1]

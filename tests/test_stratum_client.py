@@ -718,3 +718,99 @@ def test_tls_verification_on_by_default(tmp_path, clients):
             client.stop()
     finally:
         pool.kill()
+
+
+# --- a server that is not the pool the URL promised --------------------------------------------------------------
+
+
+class OneShotServer:
+    """A loopback listener that runs ``reply(conn)`` on each connection, in a thread, then closes it."""
+
+    def __init__(self, reply) -> None:
+        self.reply = reply
+        self.listener = socket.create_server(("127.0.0.1", 0))
+        self.port = self.listener.getsockname()[1]
+        self.connections = 0
+        threading.Thread(target=self._loop, daemon=True).start()
+
+    def _loop(self) -> None:
+        while True:
+            try:
+                conn, _ = self.listener.accept()
+            except OSError:
+                return
+            self.connections += 1
+            with conn:
+                try:
+                    self.reply(conn)
+                except OSError:
+                    pass
+
+    def close(self) -> None:
+        self.listener.close()
+
+
+def http_reply(conn: socket.socket) -> None:
+    conn.recv(4096)
+    conn.sendall(b"HTTP/1.1 400 Bad Request\r\nContent-Length: 0\r\nConnection: close\r\n\r\n")
+
+
+def close_at_once(conn: socket.socket) -> None:
+    pass
+
+
+def test_tls_pool_given_as_stratum_tcp_is_named_tls(tmp_path, clients):
+    ctx, _ = server_tls(tmp_path)
+    pool = ScriptedPool(tls=ctx).start()
+    try:
+        rec = Recorder()
+        client = make_client(f"stratum+tcp://127.0.0.1:{pool.port}", rec)
+        clients.append(client)
+        client.start()
+        failed = rec.wait(ConnectFailed)
+        assert f"this looks like TLS; try stratum+ssl://127.0.0.1:{pool.port}" in failed.reason
+        assert client.last_error == failed.reason
+    finally:
+        pool.kill()
+
+
+def test_plain_pool_given_as_stratum_ssl_is_named_plain_without_waiting_out_the_timeout(clients):
+    pool = ScriptedPool().start()
+    try:
+        rec = Recorder()
+        client = make_client(pool.url.replace("+tcp", "+ssl"), rec, connect_timeout=60)
+        clients.append(client)
+        client.start()
+        failed = rec.wait(ConnectFailed, timeout=30)  # well inside the 60 s handshake timeout
+        assert "plain Stratum pool" in failed.reason and f"try stratum+tcp://127.0.0.1:{pool.port}" in failed.reason
+    finally:
+        pool.kill()
+
+
+@pytest.mark.parametrize("scheme", ["stratum+tcp", "stratum+ssl"])
+def test_http_server_is_named_http(scheme, clients):
+    server = OneShotServer(http_reply)
+    try:
+        rec = Recorder()
+        client = make_client(f"{scheme}://127.0.0.1:{server.port}", rec)
+        clients.append(client)
+        client.start()
+        failed = rec.wait(ConnectFailed)
+        assert "this looks like an HTTP server" in failed.reason and "400 Bad Request" in failed.reason
+        assert not rec.of(ProtocolViolation)  # the HTTP lines are not reported one by one as bad Stratum
+    finally:
+        server.close()
+
+
+def test_server_that_closes_at_once_is_said_so_and_retried(clients):
+    server = OneShotServer(close_at_once)
+    try:
+        rec = Recorder()
+        client = make_client(f"stratum+tcp://127.0.0.1:{server.port}", rec)
+        clients.append(client)
+        client.start()
+        gone = rec.wait(Disconnected, 2)
+        assert gone.reason == "the server closed the connection before answering"
+        assert gone.retry_in > 0 and server.connections >= 2
+    finally:
+        server.close()

@@ -19,6 +19,7 @@ COMMAND_MODULES = (
     "miner.cli.pool",  # pool
     "miner.cli.solo",  # solo
     "miner.cli.asic",  # asic
+    "miner.cli.farm",  # farm simulate, exporter, curtail
     "miner.cli.explain",  # explain
     "miner.cli.devices",  # devices
 )

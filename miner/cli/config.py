@@ -149,7 +149,9 @@ class ConfigFile:
                 close = difflib.get_close_matches(name, list(known), n=1)
                 hint = f" (did you mean {close[0]!r}?)" if close else ""
                 raise CliError(f"{self.where(key)}: unknown key {key!r} for 'miner {ctx.info_name}'{hint}", 2)
-            defaults[param.name] = self._check(ctx, param, key, value)
+            checked = self._check(ctx, param, key, value)
+            if checked is not None or not _is_choice_flag(param):
+                defaults[param.name] = checked
         return defaults
 
     def _pools(self, pools: Any, known: dict[str, click.Parameter]) -> dict[str, list]:
@@ -176,6 +178,10 @@ class ConfigFile:
         return out
 
     def _check(self, ctx: click.Context, param: click.Parameter, key: str, value: Any) -> Any:
+        if _is_choice_flag(param):  # one of several flags for one setting (--load-balance, --round-robin)
+            if not isinstance(value, bool):
+                raise CliError(f"{self.where(key)}: {key} must be true or false, got {value!r}", 2)
+            return param.flag_value if value else None  # type: ignore[attr-defined]
         if param.multiple and not isinstance(value, list):
             value = [value]
         if isinstance(param, click.Option) and param.is_flag and not param.multiple and not isinstance(value, bool):
@@ -197,17 +203,25 @@ def _load(ctx: click.Context, param: click.Parameter, path: str | None) -> None:
     ctx.meta["config_file"] = path
 
 
+def _is_choice_flag(param: click.Parameter) -> bool:
+    return isinstance(param, click.Option) and param.is_flag and isinstance(param.flag_value, str)
+
+
 def config_record(ctx: click.Context, include_passwords: bool) -> dict[str, Any]:
     """The options this run resolved, as a config file holds them (cgminer's shape for pools)."""
     record: dict[str, Any] = {}
-    names = {param.name: key for key, param in reversed(list(_params(ctx.command).items()))}
+    keys = {id(param): key for key, param in reversed(list(_params(ctx.command).items()))}
     for param in ctx.command.params:
-        if param.name not in names or param.name not in ctx.params:
+        if id(param) not in keys or param.name not in ctx.params:
             continue
         value = ctx.params[param.name]
+        if _is_choice_flag(param):
+            if value is not None and value == param.flag_value:  # type: ignore[attr-defined]
+                record[keys[id(param)]] = True
+            continue
         if value is None or (param.multiple and not value):
             continue
-        record[names[param.name]] = list(value) if param.multiple else value
+        record[keys[id(param)]] = list(value) if param.multiple else value
     if "url" in record:
         users, passwords = record.pop("user", []), record.pop("pass", [])
         pools = []

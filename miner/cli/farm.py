@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
+import math
 import os
 import signal
 import time
@@ -320,6 +321,14 @@ def _slot_line(plan, measured_kw: float | None, actions) -> str:
 @click.option("--confirm-timeout", type=Positive, default=30.0, show_default=True, help="s to see a switch take")
 @click.option("--all", "show_all", is_flag=True, help="list every rig in the plan, not only the changes")
 @click.option("--json", "as_json", is_flag=True, help="print each slot's plan and actions as a JSON line")
+@click.option(
+    "--plot",
+    "plot_file",
+    type=click.Path(dir_okay=False),
+    default=None,
+    metavar="FILE.png",
+    help="draw the schedule: price, break-even, cap, power drawn, rigs running (needs matplotlib: the 'farm' extra)",
+)
 def curtail_cmd(
     hosts_file,
     prices_file,
@@ -341,6 +350,7 @@ def curtail_cmd(
     confirm_timeout,
     show_all,
     as_json,
+    plot_file,
 ) -> None:
     """Run the rigs whose revenue per kWh beats the power price, most efficient first, within the cap.
 
@@ -375,6 +385,9 @@ def curtail_cmd(
     if hashprice is None:
         hashprice = explain_economics(1e12, 0.0, 0.0, difficulty, reward, btc_price)["revenue_per_day"]
     failures = 0
+    history: list[dict] = []  # one record per slot run, for --plot
+    if plot_file is not None:
+        _matplotlib()  # before any rig is switched: a missing extra is one line, not a half-done run
 
     def run_slot(when) -> None:
         nonlocal failures
@@ -424,6 +437,19 @@ def curtail_cmd(
         if not dry_run:
             after = fleet_summary(targets, timeout, workers, 1)
             measured = sum(r.power_w or 0.0 for r in after if r.reachable) / 1e3
+        evens = [d.break_even for d in plan.decisions if math.isfinite(d.break_even)]
+        history.append(
+            {
+                "start": slot.start,
+                "end": slot.end,
+                "price": slot.price,
+                "cap_kw": plan.cap_kw,
+                "planned_kw": plan.planned_kw,
+                "measured_kw": measured,
+                "running": plan.running,
+                "break_even": (min(evens), max(evens)) if evens else None,
+            }
+        )
         if as_json:
             click.echo(
                 json.dumps(
@@ -475,10 +501,56 @@ def curtail_cmd(
         interrupted = True
     except _Terminated:
         pass
+    if plot_file is not None and history:
+        _plot_schedule(history, plot_file)
+        _log(f"schedule drawn to {plot_file}")
     if interrupted:
         raise Interrupted()
     if failures:
         raise CliError(f"{failures} switch(es) not confirmed")
+
+
+def _matplotlib():
+    try:
+        import matplotlib
+
+        matplotlib.use("Agg")  # a file, never a window
+        import matplotlib.pyplot as plt
+    except ImportError:
+        raise CliError("--plot needs matplotlib: pip install 'sha256d-miner[farm]'", 2) from None
+    return plt
+
+
+def _plot_schedule(history: list[dict], path: str) -> None:
+    """Two panels over time: the price against the rigs' break-even band; power against the cap, and rigs run."""
+    plt = _matplotlib()
+    edges = [h["start"] for h in history] + [history[-1]["end"]]
+    figure, (top, bottom) = plt.subplots(2, 1, sharex=True, figsize=(10, 6.5))
+    top.stairs([h["price"] for h in history], edges, baseline=None, label="power price per kWh", linewidth=2)
+    bands = [h["break_even"] or (float("nan"), float("nan")) for h in history]
+    top.stairs([b[0] for b in bands], edges, baseline=None, linestyle="--", label="break-even, least efficient rig")
+    top.stairs([b[1] for b in bands], edges, baseline=None, linestyle=":", label="break-even, most efficient rig")
+    top.set_ylabel("price per kWh")
+    top.legend(loc="upper left", fontsize="small")
+    drawn = [h["measured_kw"] if h["measured_kw"] is not None else h["planned_kw"] for h in history]
+    bottom.stairs(drawn, edges, label="power drawn, kW", linewidth=2)
+    caps = [h["cap_kw"] if h["cap_kw"] is not None else float("nan") for h in history]
+    bottom.stairs(caps, edges, baseline=None, linestyle="--", color="red", label="power cap, kW")
+    bottom.set_ylabel("kW")
+    rigs = bottom.twinx()
+    rigs.stairs([h["running"] for h in history], edges, color="gray", alpha=0.6, label="rigs running")
+    rigs.set_ylabel("rigs running")
+    lines = bottom.get_legend_handles_labels()
+    more = rigs.get_legend_handles_labels()
+    bottom.legend(lines[0] + more[0], lines[1] + more[1], loc="upper left", fontsize="small")
+    figure.autofmt_xdate()
+    figure.tight_layout()
+    try:
+        figure.savefig(path, dpi=100)
+    except OSError as exc:
+        raise CliError(f"--plot: cannot write {path}: {exc.strerror or exc}") from None
+    finally:
+        plt.close(figure)
 
 
 def _seconds(wall: float, speed: float):

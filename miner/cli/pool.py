@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import logging
 import signal
 import ssl
 import threading
@@ -14,8 +15,12 @@ import click
 from miner.block import parse_nbits_hex
 from miner.cli.common import CliError, Interrupted, NonNegative, Number, Positive, parse_listen
 from miner.cli.config import config_options
+from miner.cli.output import log_options
+from miner.cli.solo import address_script, node_chain
 from miner.pool import DEFAULT_DIFFICULTY, REGTEST_NBITS, EmbeddedChain, EmbeddedPool, JobSource
 from stratum.client import redact_url
+
+logger = logging.getLogger(__name__)
 
 
 class _Terminated(Exception):
@@ -39,30 +44,57 @@ def tls_context(cert: str | None, key: str | None) -> ssl.SSLContext | None:
     return context
 
 
-def payout_script(address: str | None) -> bytes | None:
+def node_job_source(rpc_url: str, rpc_cookie: str | None, address: str | None, log) -> tuple[JobSource, bytes]:
+    """Templates from the node, paying an address the node's own chain can spend (as ``solo`` checks)."""
     if address is None:
-        return None
-    from miner.address import address_to_script
-
-    try:
-        return address_to_script(address)
-    except ValueError as exc:
-        raise CliError(f"--address: {exc}", 2) from None
-
-
-def node_job_source(rpc_url: str, rpc_cookie: str | None, script: bytes | None, log) -> JobSource:
-    if script is None:
         raise CliError("--rpc-url needs --address (where the pool's blocks pay)", 2)
+    address_script(address, None, prefix="--address: ")  # a mistyped address is the first thing to hear about
     try:
         from miner.gbt import GbtJobSource
+        from miner.rpc import RpcClient
     except ImportError as exc:
         raise CliError(f"a pool backed by a node is not available: {exc}") from None
     try:
-        return GbtJobSource(rpc_url, script, rpc_cookie, on_event=log)
-    except TypeError:  # an older job source without on_event
-        return GbtJobSource(rpc_url, script, rpc_cookie)
-    except (ValueError, OSError) as exc:
+        rpc = RpcClient(rpc_url, cookie_file=rpc_cookie)
+    except ValueError as exc:
         raise CliError(f"--rpc-url: {exc}", 2) from None
+    script = address_script(address, node_chain(rpc), prefix="--address: ")
+    return GbtJobSource(rpc_url, script, rpc_cookie, on_event=log, rpc=rpc), script
+
+
+EMBEDDED = "the embedded chain"
+
+
+def _sv2_identity(listen: str | None, key_file: str | None):
+    """The V2 keys (and where they came from), read before anything starts so a bad key file costs nothing."""
+    if listen is None:
+        if key_file is not None:
+            raise CliError("--sv2-key-file needs --sv2-listen", 2)
+        return None
+    parse_listen(listen, "--sv2-listen")
+    from miner.pool_v2 import identity_from
+
+    try:
+        return identity_from(key_file)
+    except (OSError, ValueError) as exc:
+        detail = f"{exc.filename}: {exc.strerror}" if isinstance(exc, OSError) and exc.strerror else str(exc)
+        raise CliError(f"--sv2-key-file: {detail}") from None
+
+
+def _start_sv2(server: EmbeddedPool, listen: str | None, identity):
+    """The V2 listener on the V1 pool's own Pool: one job source, one set of counts."""
+    if listen is None:
+        return None
+    from miner.pool_v2 import V2Listener
+
+    host, port = parse_listen(listen, "--sv2-listen")
+    sv2 = V2Listener(server.pool, identity[0], host, port)
+    try:
+        sv2.start()
+    except OSError as exc:
+        server.stop()
+        raise CliError(f"cannot listen on {listen} for Stratum V2: {exc.strerror or exc}") from None
+    return sv2
 
 
 def _network_nbits(text: str) -> int:
@@ -111,9 +143,29 @@ def _network_nbits(text: str) -> int:
     "--rpc-url", default=None, help="take jobs from this node's getblocktemplate (http://USER:PASS@HOST:PORT)"
 )
 @click.option("--rpc-cookie", default=None, type=click.Path(dir_okay=False), help="the node's .cookie file")
-@click.option("--address", default=None, help="payout address for found blocks")
+@click.option(
+    "--address",
+    default=None,
+    help="payout address for found blocks: a regtest one on the embedded chain, one of the node's chain with --rpc-url",
+)
 @click.option("--tls-cert", default=None, type=click.Path(dir_okay=False), help="serve stratum+ssl with this cert")
 @click.option("--tls-key", default=None, type=click.Path(dir_okay=False), help="private key for --tls-cert")
+@click.option(
+    "--sv2-listen",
+    default=None,
+    metavar="[HOST:]PORT",
+    help="also serve Stratum V2 miners (encrypted and authenticated) here, host 127.0.0.1 unless given; "
+    "the authority key they need is logged at start",
+)
+@click.option(
+    "--sv2-key-file",
+    default=None,
+    type=click.Path(dir_okay=False),
+    metavar="FILE",
+    help="the V2 authority and static keys: loaded, or generated and written mode 0600 when FILE is absent "
+    "(default: new keys every run)",
+)
+@log_options
 @config_options
 def pool(
     listen,
@@ -128,8 +180,10 @@ def pool(
     address,
     tls_cert,
     tls_key,
+    sv2_listen,
+    sv2_key_file,
 ) -> None:
-    """Run a Stratum V1 pool that cpuminer, cgminer and `miner mine` can mine against.
+    """Run a Stratum V1 pool (and V2, with --sv2-listen) that cpuminer, cgminer and `miner mine` can mine against.
 
     Jobs come from an embedded regtest-like chain (every block found extends it)
     or, with --rpc-url, from a node; shares meeting the network target are
@@ -137,20 +191,24 @@ def pool(
     """
     host, port = parse_listen(listen, "--listen")
     context = tls_context(tls_cert, tls_key)
-    script = payout_script(address)
+    sv2_identity = _sv2_identity(sv2_listen, sv2_key_file)
     use_vardiff = vardiff if vardiff is not None else difficulty is None
     lock = threading.Lock()
 
     def log(text: str) -> None:
         with lock:
-            click.echo(f"{time.strftime('%H:%M:%S')} {text}", err=True)  # logs on stderr; stdout is results
+            logger.info(text)  # stderr, a --log-file, syslog: stdout is for results
 
     if rpc_url is not None:
-        source = node_job_source(rpc_url, rpc_cookie, script, log)
+        source, _ = node_job_source(rpc_url, rpc_cookie, address, log)
+        pays = f", blocks pay {address}"
     else:
         if rpc_cookie is not None:
             raise CliError("--rpc-cookie needs --rpc-url", 2)
         bits = _network_nbits(nbits)
+        # The embedded chain is regtest-like: its coinbase pays --address, which must be a regtest one.
+        script = None if address is None else address_script(address, "regtest", EMBEDDED, "--address: ")
+        pays = f", blocks pay {address}" if address is not None else ", blocks pay OP_TRUE (anyone can spend)"
         try:
             source = EmbeddedChain(**({"payout_script": script} if script is not None else {}), nbits=bits)
         except ValueError as exc:
@@ -171,13 +229,17 @@ def pool(
         raise CliError(f"cannot listen on {listen}: {exc.strerror or exc}") from None
     except Exception as exc:  # the node's first template: down, bad credentials, not synced ...
         raise CliError(f"cannot start the pool: {exc}") from None
+    sv2 = _start_sv2(server, sv2_listen, sv2_identity)
     source_name = f"node {redact_url(rpc_url)}" if rpc_url else "embedded chain"
     mode = "vardiff" if use_vardiff else "fixed difficulty"
     interrupted = False
     try:  # from here on a signal, however early, still ends with the summary
         with contextlib.suppress(ValueError):  # not the main thread (e.g. a test runner): Ctrl-C only
             signal.signal(signal.SIGTERM, _terminate)
-        log(f"listening on {server.url} ({mode} from {server.pool.difficulty:g}; {source_name})")
+        log(f"listening on {server.url} ({mode} from {server.pool.difficulty:g}; {source_name}{pays})")
+        if sv2 is not None:
+            log(f"Stratum V2 listening on {sv2.url}")
+            log(f"Stratum V2 authority key {sv2.authority_key} ({sv2_identity[1]})")
         if duration is None:
             while True:
                 time.sleep(3600)
@@ -188,6 +250,8 @@ def pool(
     except _Terminated:
         pass
     finally:
+        if sv2 is not None:
+            sv2.stop()
         server.stop()
     summary = server.summary()
     if as_json:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import logging
 import signal
 import sys
 
@@ -11,6 +12,9 @@ import click
 
 from miner.cli.common import CliError, Interrupted, Positive, backend_options, make_engine
 from miner.cli.config import config_options
+from miner.cli.output import log_options
+
+logger = logging.getLogger(__name__)
 
 #: getblockchaininfo's chain name -> the network names an address may carry
 CHAIN_NETWORKS = {"main": "mainnet", "test": "testnet", "testnet4": "testnet", "signet": "signet", "regtest": "regtest"}
@@ -24,17 +28,36 @@ def _terminate(signum, frame) -> None:
     raise _Terminated
 
 
-def _address_script(address: str, chain: str | None) -> bytes:
+def address_script(address: str, chain: str | None, where: str = "the node", prefix: str = "") -> bytes:
+    """The output script an address pays, refused (one line, exit 2) unless it belongs to ``chain``.
+
+    ``chain`` is getblockchaininfo's name (main, test, regtest, ...); None skips the network check.
+    Coins paid to another network's address are paid to nobody, so ``solo`` and ``pool`` both ask.
+    """
     from miner.address import decode_address
 
     try:
         decoded = decode_address(address)
     except ValueError as exc:
-        raise CliError(str(exc), 2) from None
+        raise CliError(f"{prefix}{exc}", 2) from None
     network = CHAIN_NETWORKS.get(chain or "")
     if network is not None and network not in decoded.network.split("/"):
-        raise CliError(f"address {address} is a {decoded.network} address but the node is on {chain}", 2)
+        raise CliError(f"{prefix}address {address} is a {decoded.network} address but {where} is on {chain}", 2)
     return decoded.script
+
+
+def node_chain(rpc) -> str | None:
+    """The node's chain (getblockchaininfo), None where the node does not say; CliError if it cannot be asked."""
+    from miner.rpc import RpcError, RpcFailure
+
+    try:
+        info = rpc.call("getblockchaininfo")
+    except RpcError:
+        return None  # an old or unusual node: skip the network check
+    except RpcFailure as exc:
+        raise CliError(str(exc)) from None
+    chain = info.get("chain") if isinstance(info, dict) else None
+    return chain if isinstance(chain, str) else None
 
 
 @click.command()
@@ -46,29 +69,42 @@ def _address_script(address: str, chain: str | None) -> bytes:
 @click.option("--duration", type=Positive, default=None, metavar="S", help="stop after S seconds")
 @click.option("--json", "as_json", is_flag=True, help="print a JSON summary line at the end")
 @click.option("--no-longpoll", is_flag=True, help="poll for new templates instead of long polling")
+@click.option(
+    "--capture",
+    type=click.Path(dir_okay=False),
+    default=None,
+    metavar="FILE",
+    help="append every RPC call to the node and its reply to FILE as JSON lines (time, direction, the body)",
+)
+@log_options
 @config_options
-def solo(rpc_url, rpc_cookie, address, backend, threads, device, lanes, blocks, duration, as_json, no_longpoll):
+def solo(
+    rpc_url, rpc_cookie, address, backend, threads, device, lanes, blocks, duration, as_json, no_longpoll, capture
+):
     """Solo-mine on a node: getblocktemplate, mine, submitblock, print the node's verdict."""
     from miner.gbt import GbtJobSource, TemplateError
     from miner.rpc import RpcClient, RpcError, RpcFailure
     from miner.solo import EXTRANONCE_SIZE, SoloMiner
     from miner.stats import Stats
 
-    _address_script(address, None)  # a mistyped address is the first thing to hear about
+    address_script(address, None)  # a mistyped address is the first thing to hear about
+    writer = None
+    if capture is not None:
+        from miner.teach import CaptureWriter
+
+        try:
+            writer = CaptureWriter(capture)
+        except OSError as exc:
+            raise CliError(f"--capture: cannot write {capture}: {exc.strerror or exc}") from None
     try:
-        rpc = RpcClient(rpc_url, cookie_file=rpc_cookie)
+        rpc = RpcClient(rpc_url, cookie_file=rpc_cookie, wire=writer)
     except ValueError as exc:
         raise CliError(str(exc), 2) from None
-    try:
-        chain = (rpc.call("getblockchaininfo") or {}).get("chain")
-    except RpcError:
-        chain = None  # an old or unusual node: skip the network check
-    except RpcFailure as exc:
-        raise CliError(str(exc)) from None
-    script = _address_script(address, chain)
+    chain = node_chain(rpc)
+    script = address_script(address, chain)
 
     def note(text: str) -> None:
-        click.echo(f"miner: {text}", err=True)
+        logger.info(text)  # stderr, a --log-file, syslog: stdout is for the verdicts and results
 
     source = GbtJobSource(
         rpc_url, script, rpc_cookie, extranonce_size=EXTRANONCE_SIZE, longpoll=not no_longpoll, on_event=note, rpc=rpc
