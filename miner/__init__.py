@@ -12,39 +12,18 @@ from typing import Any
 
 __version__ = "0.1.0"
 
-#: the names of miner.teach offered here
-TEACHING = (
-    "CaptureWriter",
-    "block_hash",
-    "capture_shares",
-    "difficulty_to_target",
-    "economics",
-    "explain_header",
-    "explain_template",
-    "header",
-    "header_fields",
-    "job_from_capture",
-    "ks_exponential",
-    "leading_zero_bits",
-    "measure_odds",
-    "nbits_to_target",
-    "odds",
-    "plot_odds",
-    "read_capture",
-    "record_capture",
-    "scan",
-    "sha256d",
-    "target_to_difficulty",
-)
+
+def _teach():
+    return importlib.import_module("miner.teach")
 
 
 def __getattr__(name: str) -> Any:
     if name == "teach":
-        return importlib.import_module("miner.teach")
-    if name in TEACHING:
-        return getattr(importlib.import_module("miner.teach"), name)
+        return _teach()
+    if not name.startswith("_") and name in _teach().__all__:  # only a name nothing else defined gets here
+        return getattr(_teach(), name)
     raise AttributeError(f"module 'miner' has no attribute {name!r}")
 
 
 def __dir__() -> list[str]:
-    return sorted([*globals(), "teach", *TEACHING])
+    return sorted([*globals(), "teach", *_teach().__all__])

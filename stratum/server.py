@@ -152,7 +152,48 @@ class Outbox:
                 self._loop.call_soon_threadsafe(shut)
 
 
-class StratumServer:
+class Listener:
+    """What the V1 and V2 servers share: the sessions' tasks, a periodic tick for vardiff, and closing.
+
+    A subclass sets ``_server`` (the asyncio server), ``_ticker``, ``_sessions`` (task -> session) and
+    ``tick_seconds``.
+    """
+
+    _server: asyncio.AbstractServer | None
+    _ticker: asyncio.Task | None
+    _sessions: dict
+    tick_seconds: float
+
+    async def close(self) -> None:
+        if self._ticker is not None:
+            self._ticker.cancel()
+        if self._server is not None:
+            self._server.close()
+        for task in list(self._sessions):
+            task.cancel()
+        if self._sessions:
+            await asyncio.wait(list(self._sessions), timeout=2.0)
+        if self._server is not None:
+            with contextlib.suppress(asyncio.TimeoutError):
+                await asyncio.wait_for(self._server.wait_closed(), 2.0)
+
+    async def _tick_loop(self) -> None:
+        while True:
+            await asyncio.sleep(self.tick_seconds)
+            for session in list(self._sessions.values()):
+                try:
+                    session.tick()
+                except Exception:  # one session's bug must not stop the others' vardiff
+                    log.exception("session tick failed")
+
+
+def peer_name(writer: asyncio.StreamWriter) -> str:
+    """HOST:PORT of a connection's other end, for logs."""
+    peer_info = writer.get_extra_info("peername")
+    return f"{peer_info[0]}:{peer_info[1]}" if isinstance(peer_info, tuple) else str(peer_info)
+
+
+class StratumServer(Listener):
     """Listens, and runs one reader task per miner; see :class:`ServerThread` to run it in the background."""
 
     def __init__(
@@ -190,31 +231,8 @@ class StratumServer:
         self.port = self._server.sockets[0].getsockname()[1]
         self._ticker = asyncio.create_task(self._tick_loop())
 
-    async def close(self) -> None:
-        if self._ticker is not None:
-            self._ticker.cancel()
-        if self._server is not None:
-            self._server.close()
-        for task in list(self._sessions):
-            task.cancel()
-        if self._sessions:
-            await asyncio.wait(list(self._sessions), timeout=2.0)
-        if self._server is not None:
-            with contextlib.suppress(asyncio.TimeoutError):
-                await asyncio.wait_for(self._server.wait_closed(), 2.0)
-
-    async def _tick_loop(self) -> None:
-        while True:
-            await asyncio.sleep(self.tick_seconds)
-            for session in list(self._sessions.values()):
-                try:
-                    session.tick()
-                except Exception:  # one session's bug must not stop the others' vardiff
-                    log.exception("session tick failed")
-
     async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        peer_info = writer.get_extra_info("peername")
-        peer = f"{peer_info[0]}:{peer_info[1]}" if isinstance(peer_info, tuple) else str(peer_info)
+        peer = peer_name(writer)
         conn = ServerConnection(self.max_line)
         outbox = Outbox(asyncio.get_running_loop(), writer, conn)
         task = asyncio.current_task()
@@ -313,9 +331,11 @@ class StratumServer:
 
 
 class ServerThread:
-    """A :class:`StratumServer` on its own event loop in a daemon thread."""
+    """A server (:class:`StratumServer`, the V2 one) on its own event loop in a daemon thread."""
 
-    def __init__(self, server: StratumServer) -> None:
+    name = "stratum-server"
+
+    def __init__(self, server: Any) -> None:
         self.server = server
         self._loop: asyncio.AbstractEventLoop | None = None
         self._thread: threading.Thread | None = None
@@ -329,10 +349,10 @@ class ServerThread:
 
     def start(self, timeout: float = 10.0) -> None:
         """Returns once the server listens; re-raises a bind error (e.g. the port is taken)."""
-        self._thread = threading.Thread(target=self._run, name="stratum-server", daemon=True)
+        self._thread = threading.Thread(target=self._run, name=self.name, daemon=True)
         self._thread.start()
         if not self._ready.wait(timeout):
-            raise RuntimeError("the Stratum server did not start in time")
+            raise RuntimeError(f"the {self.name} thread did not start in time")
         if self._error is not None:
             raise self._error
 

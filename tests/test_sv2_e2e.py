@@ -22,7 +22,8 @@ import time
 
 import pytest
 from click.testing import CliRunner
-from commands import MINER, backend, run_until
+from commands import MINER, backend
+from test_mine_e2e import free_port, last_json, mine_until, run_mine
 
 from miner.block import difficulty_to_target
 from miner.cli import main
@@ -50,12 +51,6 @@ def wait_for(predicate, timeout: float = 30.0) -> bool:
             return True
         time.sleep(0.05)
     return False
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 class V2Pool:
@@ -119,21 +114,6 @@ def make_miner(urls: list[str], **kw) -> tuple[Miner, list]:
 
     engine.on_share = on_share
     return miner, found
-
-
-def mine_until(until, *args: str) -> tuple[int, str, str]:
-    return run_until(["mine", "--backend", BACKEND, "--threads", "1", *args], until)
-
-
-def run_mine(*args: str) -> tuple[int, str, str]:
-    result = CliRunner().invoke(main, ["mine", "--backend", BACKEND, "--threads", "1", *args])
-    if result.exception is not None and not isinstance(result.exception, SystemExit):
-        raise result.exception
-    return result.exit_code, result.stdout, result.stderr
-
-
-def last_json(stdout: str) -> dict:
-    return json.loads(stdout.strip().splitlines()[-1])
 
 
 # --- through the command line ------------------------------------------------------------------------------------

@@ -28,6 +28,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Protocol
 
+from stratum.server import Listener, ServerThread, peer_name
 from stratum.v2 import ellswift
 from stratum.v2 import messages as m
 from stratum.v2.noise import Certificate, encode_authority_key, generate_secret_key, x_only_public_key
@@ -247,7 +248,7 @@ def load_or_create_identity(path: str | Path, **kwargs: Any) -> tuple[ServerIden
     return ServerIdentity(authority, static, **kwargs), True
 
 
-class V2Server:
+class V2Server(Listener):
     """Listens for V2 miners and runs one reader task each; :class:`V2ServerThread` runs it in the background."""
 
     def __init__(
@@ -291,31 +292,8 @@ class V2Server:
         self.port = self._server.sockets[0].getsockname()[1]
         self._ticker = asyncio.create_task(self._tick_loop())
 
-    async def close(self) -> None:
-        if self._ticker is not None:
-            self._ticker.cancel()
-        if self._server is not None:
-            self._server.close()
-        for task in list(self._sessions):
-            task.cancel()
-        if self._sessions:
-            await asyncio.wait(list(self._sessions), timeout=2.0)
-        if self._server is not None:
-            with contextlib.suppress(asyncio.TimeoutError):
-                await asyncio.wait_for(self._server.wait_closed(), 2.0)
-
-    async def _tick_loop(self) -> None:
-        while True:
-            await asyncio.sleep(self.tick_seconds)
-            for session in list(self._sessions.values()):
-                try:
-                    session.tick()
-                except Exception:  # one session's bug must not stop the others' vardiff
-                    log.exception("session tick failed")
-
     async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        peer_info = writer.get_extra_info("peername")
-        peer = f"{peer_info[0]}:{peer_info[1]}" if isinstance(peer_info, tuple) else str(peer_info)
+        peer = peer_name(writer)
         identity = self.identity
         conn = ServerConnection(
             identity.static_secret,
@@ -474,58 +452,16 @@ def _next_channel_id(conn: ServerConnection) -> int:
     return channel_id
 
 
-class V2ServerThread:
+class V2ServerThread(ServerThread):
     """A :class:`V2Server` on its own event loop in a daemon thread."""
 
-    def __init__(self, server: V2Server) -> None:
-        self.server = server
-        self._loop: asyncio.AbstractEventLoop | None = None
-        self._thread: threading.Thread | None = None
-        self._ready = threading.Event()
-        self._error: BaseException | None = None
-        self._stopped: asyncio.Event | None = None
-
-    @property
-    def port(self) -> int:
-        return self.server.port
-
-    def start(self, timeout: float = 10.0) -> None:
-        """Returns once the server listens; re-raises a bind error (e.g. the port is taken)."""
-        self._thread = threading.Thread(target=self._run, name="stratum-v2-server", daemon=True)
-        self._thread.start()
-        if not self._ready.wait(timeout):
-            raise RuntimeError("the Stratum V2 server did not start in time")
-        if self._error is not None:
-            raise self._error
-
-    def _run(self) -> None:
-        asyncio.run(self._main())
-
-    async def _main(self) -> None:
-        self._loop = asyncio.get_running_loop()
-        self._stopped = asyncio.Event()
-        try:
-            await self.server.start()
-        except BaseException as exc:
-            self._error = exc
-            self._ready.set()
-            return
-        self._ready.set()
-        await self._stopped.wait()
-        await self.server.close()
+    name = "stratum-v2-server"
 
     def call(self, fn: Callable[[], Any], timeout: float = 5.0) -> Any:
         """Run ``fn`` on the server's loop and wait for its result (for reading state from another thread)."""
         assert self._loop is not None
         future = asyncio.run_coroutine_threadsafe(_call(fn), self._loop)
         return future.result(timeout)
-
-    def stop(self, timeout: float = 5.0) -> None:
-        if self._loop is not None and self._stopped is not None and not self._loop.is_closed():
-            with contextlib.suppress(RuntimeError):
-                self._loop.call_soon_threadsafe(self._stopped.set)
-        if self._thread is not None:
-            self._thread.join(timeout)
 
 
 async def _call(fn: Callable[[], Any]) -> Any:
