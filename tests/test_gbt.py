@@ -510,6 +510,18 @@ def test_cli_solo_json_summary(node: FakeNode) -> None:
     assert "accepted" in result.stderr
 
 
+def test_cli_solo_protocol_dump_logs_each_rpc_call_and_reply(node: FakeNode) -> None:
+    result = run_solo(
+        "--rpc-url", node.url, "--address", REGTEST_P2PKH, "--threads", "1", "--blocks", "1", "--duration", "20",
+        "--protocol-dump", "--backend", "cpu" if _has_cpu() else "reference",
+    )  # fmt: skip
+    assert result.exit_code == 0, result.output
+    sent = [line for line in result.stderr.splitlines() if "] > " in line]
+    received = [line for line in result.stderr.splitlines() if "] < " in line]
+    assert any('"getblocktemplate"' in line for line in sent) and any('"submitblock"' in line for line in sent)
+    assert any('"result"' in line for line in received)
+
+
 def _has_cpu() -> bool:
     try:
         from kernels import get_backend

@@ -12,7 +12,7 @@ import click
 
 from miner.cli.common import CliError, Interrupted, Number, Positive, backend_options, make_engine, parse_listen
 from miner.cli.config import config_options
-from miner.cli.output import console, log_options, status_due_every
+from miner.cli.output import console, fan_out, log_options, status_due_every
 from miner.stats import Stats
 
 logger = logging.getLogger(__name__)
@@ -258,7 +258,7 @@ def mine(
                 quotas=[int(_nth(quotas, i)) for i in range(len(pools))] if quotas else None,
                 retries=None if retries in (None, -1) else retries,
                 retry_pause=retry_pause,
-                wire=_fan_out(wires),
+                wire=fan_out(wires),
             )
         except ValueError as exc:
             raise CliError(str(exc), 2) from None
@@ -392,15 +392,6 @@ def _dump_line(direction: str, line: str) -> None:
     from miner.logs import protocol_logger, redact
 
     protocol_logger("stratum").info(f"{'>' if direction == 'out' else '<'} {redact(line)}")
-
-
-def _fan_out(wires):
-    """One wire hook for the Miner from several consumers (None when there are none: no cost per line)."""
-    if not wires:
-        return None
-    if len(wires) == 1:
-        return wires[0]
-    return lambda direction, line: [wire(direction, line) for wire in wires] and None
 
 
 def _start_metrics(miner, addr: tuple[str, int]):

@@ -133,3 +133,12 @@ def status_due_every(interval: float | None, tty: bool) -> float:
     if interval is not None:
         return interval
     return 1.0 if tty else 10.0
+
+
+def fan_out(wires):
+    """One wire hook for the Miner from several consumers (None when there are none: no cost per line)."""
+    if not wires:
+        return None
+    if len(wires) == 1:
+        return wires[0]
+    return lambda direction, line: [wire(direction, line) for wire in wires] and None

@@ -12,7 +12,7 @@ import click
 
 from miner.cli.common import CliError, Interrupted, Positive, backend_options, make_engine
 from miner.cli.config import config_options
-from miner.cli.output import log_options
+from miner.cli.output import fan_out, log_options
 
 logger = logging.getLogger(__name__)
 
@@ -44,6 +44,13 @@ def address_script(address: str, chain: str | None, where: str = "the node", pre
     if network is not None and network not in decoded.network.split("/"):
         raise CliError(f"{prefix}address {address} is a {decoded.network} address but {where} is on {chain}", 2)
     return decoded.script
+
+
+def _dump_rpc(direction: str, body: str) -> None:
+    """--protocol-dump: each RPC call's body as sent, and the node's reply (credentials never reach a body)."""
+    from miner.logs import protocol_logger, redact
+
+    protocol_logger("rpc").info(f"{'>' if direction == 'out' else '<'} {redact(body)}")
 
 
 def node_chain(rpc) -> str | None:
@@ -96,8 +103,11 @@ def solo(
             writer = CaptureWriter(capture)
         except OSError as exc:
             raise CliError(f"--capture: cannot write {capture}: {exc.strerror or exc}") from None
+    wires = [writer] if writer is not None else []
+    if click.get_current_context().meta.get("log", {}).get("protocol_dump"):
+        wires.append(_dump_rpc)
     try:
-        rpc = RpcClient(rpc_url, cookie_file=rpc_cookie, wire=writer)
+        rpc = RpcClient(rpc_url, cookie_file=rpc_cookie, wire=fan_out(wires))
     except ValueError as exc:
         raise CliError(str(exc), 2) from None
     chain = node_chain(rpc)
