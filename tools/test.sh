@@ -36,6 +36,8 @@ else
 fi
 bash tools/install_node.sh >/dev/null || missing "the regtest node could not be installed"
 
+# Compile every CPU kernel and time them once, the choice `--lanes auto` caches, before any test's clock runs.
+"$PYTHON" -c "from kernels.chooser import chosen_kernel; print('CPU kernel:', chosen_kernel())" || true
 "$PYTHON" -m ruff check .
 "$PYTHON" -m ruff format --check .
 "$PYTHON" -m pytest -q -ra "$@"
