@@ -676,9 +676,8 @@ class Miner:
     def reload_pools(self, configs: list[PoolConfig]) -> None:
         """Make the pool list ``configs``, in that priority order (SIGHUP after the config file changed).
 
-        Pools kept keep their connection and counts; shares in flight to a pool that goes are still
-        answered, since only a pool that is not the one being mined is removed at once: the current one, if
-        it is gone from the file, is disabled (the miner fails over to the file's first) and removed later.
+        Pools kept keep their connection and counts. A pool that goes is mined no more at once, but keeps
+        its connection until the verdicts of its shares in flight are in (they still count), then goes.
         """
         if not configs:
             raise ValueError("a reload needs at least one pool")
@@ -697,17 +696,31 @@ class Miner:
                 if not pool.enabled:
                     self._enable(pool)
         self._apply()
-        for pool in gone:
-            with self._lock:
-                index = self._pools.index(pool) if pool in self._pools else None
-                current = pool is self._current
-            if index is None:
-                continue
-            if current:
-                self.disable_pool(index)
-            else:
-                self.remove_pool(index)
+        with self._lock:
+            for pool in gone:  # mined no more, but connected until the verdicts it owes us are in
+                pool.enabled = False
+                pool.stats.enabled, pool.stats.status, pool.stats.stratum_active = False, "Disabled", False
+                if self._current is pool:
+                    self._current = None
+        self._apply()
+        if gone:
+            threading.Thread(target=self._retire, args=(gone,), name="retire-pools", daemon=True).start()
         self.log(f"pools reloaded: {', '.join(c.url for c in configs)}")
+
+    def _retire(self, pools: list[_Pool], patience: float = 10.0) -> None:
+        """Remove pools a reload dropped once no share awaits their verdict (or after ``patience`` s)."""
+        deadline = time.monotonic() + patience
+        while time.monotonic() < deadline and any(p.in_flight > 0 for p in pools):
+            time.sleep(0.05)
+        for pool in pools:
+            with self._lock:
+                if pool not in self._pools or pool is self._current or pool.enabled:
+                    continue
+                index = self._pools.index(pool)
+            try:
+                self.remove_pool(index)
+            except ValueError:  # the only pool left, or mined again meanwhile: it stays
+                pass
 
     def remove_pool(self, index: int) -> None:
         with self._lock:
