@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import math
+import signal
+import threading
 
 import click
 
@@ -189,9 +192,28 @@ def make_backend(backend: str, device: str | None = None, lanes: str | None = No
     if "," in backend:
         raise CliError("this command scans with one backend at a time", 2)
     try:
-        return get_backend(backend, **backend_kwargs(backend, device, lanes))
+        with ctrl_c_held():  # numba and llvmlite import and load the kernel here
+            return get_backend(backend, **backend_kwargs(backend, device, lanes))
     except (BackendUnavailable, ValueError) as exc:
         raise CliError(str(exc)) from None
+
+
+@contextlib.contextmanager
+def ctrl_c_held():
+    """Hold Ctrl-C while library code runs that can swallow a KeyboardInterrupt (numba's and llvmlite's
+    imports and kernel loading), then act on it: otherwise a Ctrl-C landing there leaves a miner that
+    ignores it. Outside the main thread (a test runner) it does nothing."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    pending: list[int] = []
+    previous = signal.signal(signal.SIGINT, lambda signum, frame: pending.append(signum))
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGINT, previous)
+    if pending:
+        raise KeyboardInterrupt
 
 
 def make_devices(backend: str, threads: int | None, device: str | None = None, lanes: str | None = None) -> list:
