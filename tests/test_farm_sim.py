@@ -118,7 +118,9 @@ def test_the_farm_follows_its_seed():
     counts = a.counts()
     assert counts["faulty"] == 10 and all(counts[f] == 2 for f in FAULTS)
     names = {r.model.label for r in a.rigs}
-    assert names == {m.label for m in MODELS}  # the mix covers every model
+    assert names == {m.label for m in MODELS if m.weight}  # the mix covers every model in it
+    dial = {r.model.label for r in Farm(200, seed=5, mix="dial").rigs}
+    assert dial == {m.label for m in MODELS if m.mix} and len({m.name for m in MODELS if m.mix}) >= 3
 
 
 # --- the physics, without sockets -----------------------------------------------------------------------

@@ -5,6 +5,7 @@ verdict on a control command, queried concurrently.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import ipaddress
 import re
 import time
@@ -225,6 +226,8 @@ def _records(reply: dict | None, section: str) -> list[dict]:
 
 def _family(version: dict | None, summary: dict | None) -> str:
     rec = _first(version, "VERSION")
+    if "avalon" in str(rec.get("PROD", "")).lower():  # Canaan's cgminer names the product, not the firmware
+        return "avalon"
     keys = " ".join(str(k) for k in rec)
     status = _first(summary, "STATUS") or _first(version, "STATUS")
     text = (keys + " " + str(status.get("Description", ""))).lower()
@@ -281,6 +284,28 @@ def _read_bmminer(row: FleetRow, stats: dict | None) -> None:
     row.fans = fans[:count] if count else [f for f in fans if f]
 
 
+_MM_FIELD = re.compile(r"(\w+)\[([^\]]*)\]")
+
+
+def mm_fields(stats: dict | None) -> dict[str, str]:
+    """Avalon's ``MM ID0`` string in ``stats``: ``NAME[value] ...`` pairs."""
+    for rec in _records(stats, "STATS"):
+        for key, value in rec.items():
+            if str(key).startswith("MM ID") and isinstance(value, str):
+                return dict(_MM_FIELD.findall(value))
+    return {}
+
+
+def _read_avalon(row: FleetRow, stats: dict | None) -> None:
+    fields = mm_fields(stats)
+    ps = fields.get("PS", "").split()
+    if len(ps) >= 5:
+        row.power_w = _num(ps[4])  # PS[status vin iin vout watts vcontrol]
+    row.chip_temp = _num(fields.get("TMax"))
+    row.fans = [v for v in (_int(fields.get(f"Fan{n}")) for n in range(1, 5)) if v is not None]
+    row.boards = _int(fields.get("MW"))
+
+
 def _read_bosminer(row: FleetRow, parts: dict[str, dict]) -> None:
     temps = _records(parts.get("temps"), "TEMPS")
     chip = [t for t in (_num(r.get("Chip")) for r in temps) if t]
@@ -320,8 +345,13 @@ def read_row(host: str, port: int, parts: dict[str, dict], hot_c: float = HOT_C)
     row.pool = _active_pool(parts.get("pools"))
     if row.family == "bosminer":
         _read_bosminer(row, parts)
+    elif row.family == "avalon":
+        _read_avalon(row, parts.get("stats"))
     else:
         _read_bmminer(row, parts.get("stats"))
+        watts = _num(_first(parts.get("power"), "POWER").get("Watts"))  # LuxOS's own power reading
+        if watts is not None:
+            row.power_w = watts
     if row.chip_temp is not None and row.chip_temp >= hot_c:
         row.problems.append(f"overheating {row.chip_temp:.0f} C")
     if row.fans and max(row.fans) > 0:
@@ -348,6 +378,10 @@ async def _read_parts(host: str, port: int, timeout: float) -> dict[str, dict]:
     reply = await query_async(host, port, "+".join(commands), timeout=timeout)
     parts = split_joined(reply, commands)
     if "summary" in parts:
+        if _family(parts.get("version"), parts.get("summary")) == "luxminer":  # watts: its own command
+            left = deadline - time.monotonic()
+            with contextlib.suppress(ApiError):
+                parts["power"] = await query_async(host, port, "power", timeout=max(0.05, left))
         return parts
     parts = {}
     for cmd in ("summary", "pools", "version", "stats"):

@@ -33,7 +33,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from miner.asic.models import MODELS, Model
+from miner.asic.models import MODELS, Model, mix_weights
 from miner.asic.wire import (
     MSG_ACCDENY,
     MSG_ASCDIS,
@@ -158,6 +158,20 @@ class Rig:
         "priority",
         "requests",
         "server",
+        "speed",
+        "setting_w",
+        "level_w",
+        "from_w",
+        "ramp_t0",
+        "ramp_t1",
+        "asleep",
+        "ignores",
+        "atm",
+        "session",
+        "session_used",
+        "busy",
+        "waiting",
+        "session_timeout",
     )
 
     def __init__(self, index: int, model: Model, rng: random.Random, now: float, wall: float) -> None:
@@ -189,6 +203,19 @@ class Rig:
         self.priority = [0, 1]
         self.requests = 0
         self.server: asyncio.AbstractServer | None = None
+        self.speed = 1.0  # simulated seconds per real second, for ramps and wakes (compressed time)
+        self.setting_w = model.watts  # the dial's setting: the draw it hashes at once settled
+        self.level_w = model.watts  # the draw it has reached
+        self.from_w = model.watts  # a ramp goes from here to the setting (or to idle, asleep)
+        self.ramp_t0 = self.ramp_t1 = now
+        self.asleep = False
+        self.ignores = False  # acknowledges power commands and does nothing (a rig that does not comply)
+        self.atm = model.family == "luxminer"  # LuxOS's thermal manager is on out of the box
+        self.session: str | None = None  # LuxOS: the one session open, and when it was last used
+        self.session_used = 0.0
+        self.busy = False  # Avalon: one request at a time, the others wait
+        self.waiting: list = []
+        self.session_timeout = 60.0
 
     # --- the physics ---------------------------------------------------------------------------------
 
@@ -202,7 +229,30 @@ class Rig:
         if not self.board_hashing(board):
             return 0.0
         throttle = 0.8 if self.fault == "overheat" else 1.0  # the firmware down-clocks a hot rig
-        return self.model.ths * 1e3 / self.model.boards * self.factor * throttle
+        ths = self.model.ths_at(self.level_w) if self.model.dial else self.model.ths
+        return ths * 1e3 / self.model.boards * self.factor * throttle
+
+    # --- the power dial ------------------------------------------------------------------------------
+
+    def level_at(self, now: float) -> float:
+        """The draw reached at ``now``: a straight ramp from where it was to where it is going."""
+        goal = self.model.idle_w if self.asleep else self.setting_w
+        if now >= self.ramp_t1 or self.ramp_t1 <= self.ramp_t0:
+            return goal
+        done = (now - self.ramp_t0) / (self.ramp_t1 - self.ramp_t0)
+        return self.from_w + (goal - self.from_w) * max(0.0, done)
+
+    def steer(self, now: float, setting_w: float | None = None, asleep: bool | None = None) -> None:
+        """Set the dial or sleep or wake; the draw then ramps there (a wake takes the model's wake time)."""
+        self.level_w = self.level_at(now)
+        waking = asleep is False and self.asleep
+        if setting_w is not None:
+            self.setting_w = setting_w
+        if asleep is not None:
+            self.asleep = asleep
+        self.from_w, self.ramp_t0 = self.level_w, now
+        seconds = self.model.wake_s if waking else self.model.ramp_s
+        self.ramp_t1 = now + seconds / max(self.speed, 1e-9)
 
     def rate_ghs(self) -> float:
         return sum(self.board_ghs(b) for b in range(self.model.boards))
@@ -214,6 +264,11 @@ class Rig:
         if self.state == "off":
             return 0.0
         m = self.model
+        if m.dial:
+            if self.state != "mining" or self.paused:
+                return m.idle_w
+            boards = sum(1 for b in range(m.boards) if self.board_hashing(b)) / m.boards
+            return m.idle_w + max(0.0, self.level_w - m.idle_w) * boards * (1.0 + rig_noise(self) / 3)
         return m.idle_w + (m.watts - m.idle_w) * self.load() / (0.8 if self.fault == "overheat" else 1.0)
 
     def target_temp(self) -> float:
@@ -228,6 +283,8 @@ class Rig:
             self.started_wall = time.time()
             self.accepted = self.rejected = self.hw = 0
             self.hashes_gh = 0.0
+        if self.model.dial:
+            self.level_w = self.level_at(now)
         dt = now - self.last
         if dt <= 0:
             return
@@ -274,14 +331,18 @@ class Rig:
             "fault": self.fault,
             "quirk": self.quirk,
             "dead_board": self.dead_board if self.dead_board >= 0 else None,
+            "ignores_commands": self.ignores,
         }
 
 
 # --- replies --------------------------------------------------------------------------------------------
 
 
+DESCRIPTIONS = {"bosminer": "BOSminer+ 0.2.0-36c56a9363", "luxminer": "LUXminer 2024.11.1", "avalon": "cgminer 4.11.1"}
+
+
 def _status(rig: Rig, severity: str, code: int, msg: str) -> dict:
-    desc = "BOSminer+ 0.2.0-36c56a9363" if rig.model.family == "bosminer" else "bmminer 1.0.0"
+    desc = DESCRIPTIONS.get(rig.model.family, "bmminer 1.0.0")
     return {"STATUS": severity, "When": int(time.time()), "Code": code, "Msg": msg, "Description": desc}
 
 
@@ -305,7 +366,7 @@ def _summary(rig: Rig) -> dict:
     diff_acc, diff_rej = float(rig.accepted * rig.diff), float(rig.rejected * rig.diff)
     total = diff_acc + diff_rej
     record: dict = {"Elapsed": rig.elapsed()}
-    if rig.model.family == "bosminer":  # BOSminer counts in MH/s
+    if rig.model.family in ("bosminer", "avalon"):  # BOSminer and Avalon's cgminer count in MH/s
         record.update({"MHS av": av * 1e3, "MHS 5s": noisy * 1e3, "MHS 1m": rate * 1e3, "MHS 5m": rate * 1e3})
         record["MHS 15m"] = rate * 1e3
     else:  # bmminer in GH/s, its 5 s rate a string
@@ -666,7 +727,8 @@ def _set_board(rig: Rig, param: str | None, kind: str, enable: bool) -> dict:
         name = f"PGA{index}"
     if on == enable:
         return _fail(rig, codes[0], f"{name} already {'enabled' if enable else 'disabled'}", "I")
-    rig.enabled = rig.enabled | (1 << index) if enable else rig.enabled & ~(1 << index)
+    if not rig.ignores:
+        rig.enabled = rig.enabled | (1 << index) if enable else rig.enabled & ~(1 << index)
     return _ok(rig, codes[1], f"{name} sent enable message" if enable else f"{name} set disable flag")
 
 
@@ -685,7 +747,8 @@ def _switchpool(rig: Rig, param: str | None) -> dict:
 
 
 def _pause(rig: Rig, pause: bool) -> dict:
-    rig.paused = pause
+    if not rig.ignores:
+        rig.paused = pause
     key = "PAUSE" if pause else "RESUME"
     code = MSG_PAUSE if pause else MSG_RESUME
     return _ok(rig, code, "Pause" if pause else "Resume", **{key: [{key: True}]})
@@ -737,6 +800,7 @@ BOSMINER: dict[str, Reply] = {
     "ascdisable": lambda rig, p: _set_board(rig, p, "ASC", False),
 }
 WRITE = {"switchpool", "restart", "quit", "pause", "resume", "ascenable", "ascdisable", "pgaenable", "pgadisable"}
+PRIVILEGED = {"logon", "logoff", "curtail", "profileset", "atmset", "ascset"}  # never inside a joined request
 
 
 def _bos_stats_record(rig: Rig) -> dict:
@@ -745,7 +809,12 @@ def _bos_stats_record(rig: Rig) -> dict:
 
 
 def _table(rig: Rig) -> dict[str, Reply]:
-    return BOSMINER if rig.model.family == "bosminer" else BMMINER
+    family = rig.model.family
+    if family in ("luxminer", "avalon"):
+        from miner.asic import sim_power  # the power-dial firmware, built on these tables
+
+        return sim_power.LUXMINER if family == "luxminer" else sim_power.AVALON
+    return BOSMINER if family == "bosminer" else BMMINER
 
 
 # --- requests -------------------------------------------------------------------------------------------
@@ -829,7 +898,7 @@ def answer(rig: Rig, request: Request) -> tuple[bytes, str | None]:
         for name in command.split("+"):
             if not name or name in parts:
                 continue
-            if name in WRITE:
+            if name in WRITE or name in PRIVILEGED:
                 parts[name] = [_fail(rig, MSG_ACCDENY, f"Access denied to '{name}' command")]
             else:
                 handler = table.get(name)
@@ -876,7 +945,7 @@ class RigProtocol(asyncio.Protocol):
     """One connection to one rig: read a request, answer it (late, never or malformed where the rig's fault
     says), close."""
 
-    __slots__ = ("farm", "rig", "transport", "buf", "timer", "done")
+    __slots__ = ("farm", "rig", "transport", "buf", "timer", "done", "holding")
 
     def __init__(self, farm: Farm, rig: Rig) -> None:
         self.farm = farm
@@ -885,6 +954,7 @@ class RigProtocol(asyncio.Protocol):
         self.buf = b""
         self.timer: asyncio.TimerHandle | None = None
         self.done = False
+        self.holding = False  # this connection is the one an Avalon is serving
 
     def connection_made(self, transport) -> None:
         self.transport = transport
@@ -895,6 +965,26 @@ class RigProtocol(asyncio.Protocol):
             self.done = True
             return
         self.timer = self.farm.loop.call_later(HOLD_S if self.rig.fault == "unresponsive" else 10.0, self._expire)
+        if self.rig.model.family == "avalon":  # its API serves one connection at a time: the rest wait
+            if self.rig.busy:
+                self.rig.waiting.append(self)
+                transport.pause_reading()
+            else:
+                self.rig.busy = self.holding = True
+
+    def _release(self) -> None:
+        """An Avalon done with this connection takes the next one waiting."""
+        if not self.holding:
+            if self in self.rig.waiting:
+                self.rig.waiting.remove(self)
+            return
+        self.holding = self.rig.busy = False
+        while self.rig.waiting:
+            nxt = self.rig.waiting.pop(0)
+            if nxt.transport is not None and not nxt.transport.is_closing():
+                self.rig.busy = nxt.holding = True
+                nxt.transport.resume_reading()
+                break
 
     def data_received(self, data: bytes) -> None:
         if self.done:
@@ -951,6 +1041,7 @@ class RigProtocol(asyncio.Protocol):
     def connection_lost(self, exc) -> None:
         self._cancel_timer()
         self.transport = None
+        self._release()
 
 
 class Farm:
@@ -964,11 +1055,19 @@ class Farm:
         base: str = DEFAULT_BASE,
         port: int = API_PORT,
         models: tuple[Model, ...] = MODELS,
+        mix: str = "stock",
+        speed: float = 1.0,
+        ignore_rate: float = 0.0,
+        session_timeout: float = 60.0,
     ) -> None:
         if count < 1:
             raise ValueError("a farm needs at least one rig")
         if not 0.0 <= fault_rate <= 1.0:
             raise ValueError("the fault rate is a fraction from 0 to 1")
+        if not 0.0 <= ignore_rate <= 1.0:
+            raise ValueError("the share of rigs ignoring commands is a fraction from 0 to 1")
+        if speed <= 0:
+            raise ValueError("the speed is a positive number of simulated seconds per second")
         self.addresses = rig_addresses(count, base)
         self.port = port
         self.rng = random.Random(seed)
@@ -976,8 +1075,10 @@ class Farm:
         self.requests = 0
         self.connections = 0
         self.fallbacks = 0
+        self.speed = speed
+        self.session_timeout = session_timeout  # LuxOS drops a session idle this long (real seconds)
         now, wall = time.monotonic(), time.time()
-        weights = [m.weight for m in models]
+        weights = mix_weights(mix, models)
         self.rigs: list[Rig] = []
         for index in range(count):
             model = self.rng.choices(models, weights)[0]
@@ -994,6 +1095,11 @@ class Farm:
                 rig.quirk = QUIRKS[(n // len(FAULTS)) % len(QUIRKS)]
         for rig in self.rigs:
             rig.temp = rig.target_temp()  # each rig has run long enough to settle
+            rig.speed, rig.session_timeout = speed, session_timeout
+        if ignore_rate:  # drawn apart from the faults, so a seed's farm is the same with or without them
+            picker = random.Random(f"{seed}-ignore")
+            for index in picker.sample(range(count), round(count * ignore_rate)):
+                self.rigs[index].ignores = True
 
     async def start(self) -> list[tuple[str, int]]:
         """Bind every rig (its own address on port 4028, else 127.0.0.1 on a port of its own) and serve."""
@@ -1054,6 +1160,8 @@ class Farm:
         out: dict[str, int] = {"rigs": len(self.rigs), "faulty": sum(1 for r in self.rigs if r.fault)}
         for fault in FAULTS:
             out[fault] = sum(1 for r in self.rigs if r.fault == fault)
+        if any(r.ignores for r in self.rigs):
+            out["ignores_commands"] = sum(1 for r in self.rigs if r.ignores)
         return out
 
 

@@ -378,4 +378,115 @@ def addpool_cmd(url, user, password, hosts, as_json, hosts_file, subnet, port, t
     _run_control("addpool", parameter, hosts, as_json, hosts_file, subnet, port, timeout, workers)
 
 
+# --- power ------------------------------------------------------------------------------------------------
+
+
+def _power_options(func):
+    func = click.option(
+        "--audit-log", type=click.Path(dir_okay=False), default=None, help="append every command and read-back (JSONL)"
+    )(func)
+    func = click.option(
+        "--speed",
+        type=Positive,
+        default=1.0,
+        show_default=True,
+        help="the rigs' clock runs this much faster (a simulated farm's --speed): shortens the ramp waits",
+    )(func)
+    return fleet_options(func)
+
+
+def _run_power(
+    action: str, target: str | None, hosts, as_json, hosts_file, subnet, port, timeout, workers, speed, audit_log
+) -> None:
+    import asyncio
+
+    from miner.asic import power
+
+    percent = None
+    if target is not None:
+        try:
+            value, is_pct = power.parse_target(target)
+        except ValueError as exc:
+            raise CliError(str(exc), 2) from None
+        percent = value if is_pct else None
+    targets = _targets(hosts, hosts_file, subnet, port)
+    sessions = power.Sessions()
+
+    async def run():
+        try:
+            return await act()
+        finally:
+            await sessions.close(known, timeout)
+
+    known: list = []
+
+    async def act():
+        planned = await power.preflight(targets, action, target, sessions, timeout, known)
+        audit = power.AuditLog(audit_log)
+        gate = asyncio.Semaphore(workers)
+
+        async def one(rig, watts):
+            async with gate:
+                return await power.command(rig, action, watts, sessions, timeout, speed, percent, audit)
+
+        try:
+            return await asyncio.gather(*(one(r, w) for r, w in planned))
+        finally:
+            audit.close()
+
+    try:
+        outcomes = asyncio.run(run())
+    except power.PowerError as exc:
+        raise CliError(str(exc), 2) from None
+    except OSError as exc:
+        raise CliError(f"--audit-log: {exc.strerror or exc}", 2) from None
+    if as_json:
+        click.echo(json.dumps([o.to_dict() for o in outcomes], indent=2))
+    else:
+        width = max(len(f"{o.host}:{o.port}") for o in outcomes)
+        for o in outcomes:
+            verdict = "ok    " if o.complied else ("FAILED" if not o.acknowledged else "NOT COMPLYING")
+            commanded = f" {o.commanded_w:.0f} W" if o.commanded_w is not None else ""
+            click.echo(
+                f"{f'{o.host}:{o.port}'.ljust(width)}  {verdict}  {o.model}: {action}{commanded}; {o.message} "
+                f"({o.readbacks} read-back(s), {o.latency_s * 1e3:.0f} ms to acknowledge)"
+            )
+    bad = [o for o in outcomes if not o.complied]
+    if bad:
+        raise CliError(f"{action}: {len(bad)} of {len(outcomes)} rig(s) did not comply ({bad[0].host}:{bad[0].port})")
+
+
+POWER_HELP = (
+    "Each family's own verbs: LuxOS (a logon session, profileset, curtail), Avalon (ascset worklevel, "
+    "softoff/softon), this miner (pause/resume, its thread count), Braiins OS (pause/resume), stock Antminer "
+    "(every board's ascdisable/ascenable). Every rig is checked before any is touched (a known family, the "
+    "target within its model's range, the session granted); each is then read back after its ramp time, sent "
+    "once more if the reading is off, and reported as not complying after a second read-back."
+)
+
+
+@asic.command(
+    "power-target", help=f"Set the power target: watts (3000, 3000W) or a percentage of nominal. {POWER_HELP}"
+)
+@click.argument("target", metavar="W|PCT%")
+@click.argument("hosts", nargs=-1, metavar="[HOST[:PORT]]...")
+@_power_options
+def power_target_cmd(target, hosts, as_json, hosts_file, subnet, port, timeout, workers, speed, audit_log) -> None:
+    _run_power("target", target, hosts, as_json, hosts_file, subnet, port, timeout, workers, speed, audit_log)
+
+
+@asic.command("sleep", help=f"Stop hashing, keeping the rig up (curtailment). {POWER_HELP}")
+@click.argument("hosts", nargs=-1, metavar="[HOST[:PORT]]...")
+@_power_options
+def sleep_cmd(hosts, as_json, hosts_file, subnet, port, timeout, workers, speed, audit_log) -> None:
+    _run_power("sleep", None, hosts, as_json, hosts_file, subnet, port, timeout, workers, speed, audit_log)
+
+
+@asic.command("wake", help=f"Hash again after sleep, at the setting the rig had. {POWER_HELP}")
+@click.argument("hosts", nargs=-1, metavar="[HOST[:PORT]]...")
+@_power_options
+def wake_cmd(hosts, as_json, hosts_file, subnet, port, timeout, workers, speed, audit_log) -> None:
+    _run_power("wake", None, hosts, as_json, hosts_file, subnet, port, timeout, workers, speed, audit_log)
+
+
 commands = [asic]

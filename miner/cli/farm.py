@@ -99,19 +99,52 @@ def _span(farm_) -> str:
 @click.option(
     "--manifest", type=click.Path(dir_okay=False), default=None, help="write each rig's model and fault (JSON)"
 )
-def simulate_cmd(rigs, hosts_file, duration, seed, fault_rate, base_address, manifest) -> None:
+@click.option(
+    "--mix",
+    type=click.Choice(["stock", "dial"]),
+    default="stock",
+    show_default=True,
+    help="stock: Antminer stock and Braiins OS firmware; dial: LuxOS, Avalon and Braiins OS rigs with power dials",
+)
+@click.option(
+    "--speed", type=Positive, default=1.0, show_default=True, help="simulated seconds per second, for power ramps"
+)
+@click.option(
+    "--ignore-rate",
+    type=Number(0, 1),
+    default=0.0,
+    show_default=True,
+    help="share of rigs that acknowledge power commands and do nothing",
+)
+@click.option(
+    "--session-timeout", type=Positive, default=60.0, show_default=True, help="s a LuxOS session lives unused"
+)
+def simulate_cmd(
+    rigs, hosts_file, duration, seed, fault_rate, base_address, manifest, mix, speed, ignore_rate, session_timeout
+) -> None:
     """Serve RIGS simulated ASIC rigs on loopback until --duration or a signal.
 
     Each rig listens on its own address, port 4028 (127.1.0.1, 127.1.0.2, ...), falling back to a port of
     its own on 127.0.0.1 where the address cannot be bound, and answers as stock Antminer (bmminer) or
-    Braiins OS (BOSminer) firmware does. Control verbs act on the model: pause/resume (BOSminer),
+    Braiins OS (BOSminer) firmware does; with --mix dial, also as LuxOS and Avalon firmware, whose power
+    dials move the rig along its model's efficiency curve (miner asic power-target|sleep|wake). Control
+    verbs act on the model: pause/resume (BOSminer),
     ascdisable|N / ascenable|N and pgadisable|N / pgaenable|N (bmminer: hash board N), switchpool,
     restart, quit. Ctrl-C stops it with exit 130, SIGTERM with 0.
     """
     from miner.asic.simulator import Farm
 
     try:
-        simulated = Farm(rigs, seed=seed, fault_rate=fault_rate, base=base_address)
+        simulated = Farm(
+            rigs,
+            seed=seed,
+            fault_rate=fault_rate,
+            base=base_address,
+            mix=mix,
+            speed=speed,
+            ignore_rate=ignore_rate,
+            session_timeout=session_timeout,
+        )
     except ValueError as exc:
         raise CliError(f"--base-address: {exc}" if "address" in str(exc) else str(exc), 2) from None
     _raise_file_limit(rigs)
