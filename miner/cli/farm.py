@@ -362,6 +362,17 @@ def _slot_line(plan, measured_kw: float | None, actions) -> str:
     metavar="FILE.png",
     help="draw the schedule: price, break-even, cap, power drawn, rigs running (needs matplotlib: the 'farm' extra)",
 )
+@click.option(
+    "--mode",
+    type=click.Choice(["onoff", "targets"]),
+    default="onoff",
+    show_default=True,
+    help="onoff: run or stop each rig; targets: set each rig's power target along its model's efficiency curve",
+)
+@click.option("--replay", is_flag=True, help="run every slot of the schedule in turn, back to back (compressed time)")
+@click.option(
+    "--audit-log", type=click.Path(dir_okay=False), default=None, help="append commands and read-backs (JSONL)"
+)
 def curtail_cmd(
     hosts_file,
     prices_file,
@@ -384,6 +395,9 @@ def curtail_cmd(
     show_all,
     as_json,
     plot_file,
+    mode,
+    replay,
+    audit_log,
 ) -> None:
     """Run the rigs whose revenue per kWh beats the power price, most efficient first, within the cap.
 
@@ -393,6 +407,13 @@ def curtail_cmd(
     Braiins OS and this miner, every board's ascdisable/ascenable on stock Antminer) and is read back;
     the actions are logged on stderr. Nothing is switched when an input is wrong or a rig does not
     answer (unless --skip-unreachable); a rerun of the same slot changes nothing.
+
+    --mode targets sets each rig's power target instead (LuxOS profiles, Avalon work levels; on/off where
+    the firmware has no dial) to earn most within the cap; each command is read back after the rig's ramp,
+    sent once more if off, and a rig still off is left out and the rest re-planned so the cap holds.
+    --replay runs the whole schedule slot after slot and ends with a summary: profit, energy_kwh, max_kw.
+    --state then also records each rig's commanded watts and reason, for `miner farm exporter
+    --curtail-state`.
     """
     from datetime import datetime, timezone
 
@@ -417,6 +438,27 @@ def curtail_cmd(
         raise CliError("--at and the prices file must both give a UTC offset, or both not", 2)
     if hashprice is None:
         hashprice = explain_economics(1e12, 0.0, 0.0, difficulty, reward, btc_price)["revenue_per_day"]
+    if mode == "targets" or replay:
+        _curtail_dials(
+            slots,
+            targets,
+            start,
+            once and not replay,
+            mode,
+            hashprice,
+            power_cap_kw,
+            hysteresis,
+            min_dwell,
+            dry_run,
+            speed,
+            state_file,
+            last_change,
+            timeout,
+            workers,
+            audit_log,
+            as_json,
+        )
+        return
     failures = 0
     history: list[dict] = []  # one record per slot run, for --plot
     if plot_file is not None:
@@ -541,6 +583,109 @@ def curtail_cmd(
         raise Interrupted()
     if failures:
         raise CliError(f"{failures} switch(es) not confirmed")
+
+
+def _curtail_dials(
+    slots,
+    targets,
+    start,
+    once,
+    mode,
+    hashprice,
+    cap_kw,
+    hysteresis,
+    min_dwell,
+    dry_run,
+    speed,
+    state_file,
+    last_change,
+    timeout,
+    workers,
+    audit_log,
+    as_json,
+) -> None:
+    """--mode targets, or --replay: power targets planned, commanded, read back; a summary at the end."""
+    from miner.asic import curtail, power
+    from miner.asic import targets as dials_mod
+
+    async def run() -> list[dict]:
+        sessions = power.Sessions()
+        known: list = []
+        try:
+            rigs = await power.preflight(targets, "sleep", None, sessions, timeout, known)
+        except power.PowerError as exc:
+            await sessions.close(known, timeout)
+            raise CliError(f"{exc}; no rig was touched", 2) from None
+        dials = [dials_mod.Dial(r, r.model.watts if r.model else 0.0, False) for r, _ in rigs]
+        audit = power.AuditLog(audit_log)
+        records = []
+        try:
+            chosen = slots if not once else [curtail.slot_at(slots, start)]
+            if chosen[0] is None:
+                raise CliError(f"no price for {start.isoformat(sep=' ')} in the schedule", 2)
+            for slot in chosen:
+                record = await dials_mod.run_slot(
+                    dials,
+                    slot,
+                    hashprice,
+                    cap_kw,
+                    mode,
+                    hysteresis,
+                    min_dwell,
+                    last_change,
+                    slot.start.timestamp() if not once else start.timestamp(),
+                    sessions,
+                    timeout,
+                    speed,
+                    min(workers, 256),
+                    audit,
+                    dry_run,
+                )
+                records.append(record)
+                _report_slot(record, as_json)
+                if state_file:
+                    state = {"last_change": last_change, **dials_mod.state_record(dials, slot.price, record["cap_kw"])}
+                    _write_lines(state_file, [json.dumps(state, indent=1, sort_keys=True)])
+        finally:
+            audit.close()
+            await sessions.close(known, timeout)
+        return records
+
+    try:
+        records = asyncio.run(run())
+    except OSError as exc:
+        raise CliError(f"--audit-log: {exc.strerror or exc}", 2) from None
+    total = dials_mod.summary(records)
+    click.echo(json.dumps(total) if as_json else _summary_line(total["summary"]))
+    if total["summary"]["non_compliant"]:
+        _log(f"{len(total['summary']['non_compliant'])} rig(s) did not comply and were left out")
+
+
+def _report_slot(record: dict, as_json: bool) -> None:
+    if as_json:
+        click.echo(json.dumps(record))
+        return
+    for a in record["actions"]:
+        verdict = "complied" if a["complied"] else ("FAILED" if not a["acknowledged"] else "NOT COMPLYING")
+        target = f" {a['commanded_w']:.0f} W" if a["commanded_w"] is not None else ""
+        _log(f"{a['host']}:{a['port']} {a['model']}: {a['action']}{target}: {verdict}; {a['message']}")
+    cap = f"{record['cap_kw']:g} kW" if record["cap_kw"] is not None else "no cap"
+    measured = f", measured {record['measured_kw']:,.1f} kW" if record["measured_kw"] is not None else ""
+    profit = f", profit {record['profit']:,.2f}" if record["profit"] is not None else ""
+    click.echo(
+        f"slot {record['slot']['start']} at {record['slot']['price']:g}/kWh ({record['mode']}): planned "
+        f"{record['planned_kw']:,.1f} kW{measured} ({cap}); {len(record['plan'])} change(s), "
+        f"{record['asleep']} asleep{profit}"
+    )
+
+
+def _summary_line(s: dict) -> str:
+    if s["profit"] is None:
+        return f"{s['slots']} slot(s) planned (dry run)"
+    return (
+        f"{s['slots']} slot(s): profit {s['profit']:,.2f}, {s['energy_kwh']:,.1f} kWh, max {s['max_kw']:,.1f} kW, "
+        f"{s['over_cap_slots']} slot(s) over the cap, {len(s['non_compliant'])} rig(s) not complying"
+    )
 
 
 def _matplotlib():
