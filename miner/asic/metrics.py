@@ -17,6 +17,7 @@ import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 from miner import __version__
+from miner.asic.models import model_for
 from stratum.client import redact_url
 
 STATES = ("up", "paused", "faulty", "down")
@@ -106,16 +107,20 @@ class FleetCollector:
         self.sweep_seconds: float | None = None
         self.swept_at: float | None = None
         self.sweeps = 0
+        self.curtail: dict = {}
 
-    def update(self, rows: list, seconds: float) -> None:
+    def update(self, rows: list, seconds: float, curtail: dict | None = None) -> None:
+        """The latest sweep, and the curtailment controller's state file (``farm curtail --state``), if any."""
         with self._lock:
             self.rows, self.sweep_seconds, self.swept_at = list(rows), seconds, time.time()
+            self.curtail = curtail or {}
             self.sweeps += 1
 
     def collect(self):
         _, core = _client()
         with self._lock:
             rows, seconds, swept_at, sweeps = self.rows, self.sweep_seconds, self.swept_at, self.sweeps
+            curtail = self.curtail
         base = ["host", "model"]
 
         def family(kind, name: str, doc: str, extra: tuple[str, ...] = ()):
@@ -136,6 +141,14 @@ class FleetCollector:
         rejected = family("counter", "asic_shares_rejected", "shares the pool rejected (the rig's own count)")
         hw = family("counter", "asic_hardware_errors", "hardware errors (the rig's own count)")
         latency = family("gauge", "asic_scrape_duration_seconds", "how long the rig took to answer")
+        nominal = family("gauge", "asic_nominal_hashrate_ghs", "the model's nominal hash rate, GH/s")
+        expected = family("gauge", "asic_expected_hashrate_ghs", "the hash rate at the power target commanded")
+        commanded = family("gauge", "asic_power_commanded_watts", "the power target the controller commanded")
+        measured = family("gauge", "asic_power_measured_watts", "the power the rig draws, as the sweep read it")
+        reason = family("gauge", "asic_curtail_reason", "1 for the reason of the rig's state", ("reason",))
+        compliant = family("gauge", "asic_command_compliant", "1 when the last command's read-back matched")
+        ack = family("gauge", "asic_command_latency_seconds", "how long the rig took to acknowledge a command")
+        steered = curtail.get("rigs", {}) if isinstance(curtail.get("rigs"), dict) else {}
         for r in rows:
             labels = [f"{r.host}:{r.port}", r.model or r.miner_type or ""]
             up.add_metric(labels, 1.0 if r.reachable else 0.0)
@@ -163,7 +176,33 @@ class FleetCollector:
                     metric.add_metric(labels, float(value))
             if r.latency_s is not None:
                 latency.add_metric(labels, r.latency_s)
+            model = model_for(r.model, r.family) if r.model else None
+            if model is not None:
+                nominal.add_metric(labels, model.ths * 1e3)
+            if r.power_w is not None:
+                measured.add_metric(labels, r.power_w)
+            own = steered.get(labels[0])
+            if isinstance(own, dict):
+                if own.get("commanded_w") is not None:
+                    commanded.add_metric(labels, float(own["commanded_w"]))
+                if own.get("expected_ths") is not None:
+                    expected.add_metric(labels, float(own["expected_ths"]) * 1e3)
+                reason.add_metric([*labels, str(own.get("reason", "running"))], 1.0)
+                compliant.add_metric(labels, 1.0 if own.get("compliant", True) else 0.0)
+                if own.get("latency_s") is not None:
+                    ack.add_metric(labels, float(own["latency_s"]))
         yield from (up, state, info, rate, power, chip, board, fan, boards, problems, accepted, rejected, hw, latency)
+        yield from (nominal, expected, commanded, measured, reason, compliant, ack)
+        site = curtail.get("site", {}) if isinstance(curtail.get("site"), dict) else {}
+        price = core.GaugeMetricFamily("asic_site_price_per_kwh", "the power price of the current slot")
+        cap = core.GaugeMetricFamily("asic_site_power_cap_watts", "the site's power cap in the current slot")
+        drawn = core.GaugeMetricFamily("asic_site_power_watts", "the site's draw: every rig's measured watts")
+        if site.get("price_per_kwh") is not None:
+            price.add_metric([], float(site["price_per_kwh"]))
+        if site.get("cap_kw") is not None:
+            cap.add_metric([], float(site["cap_kw"]) * 1000)
+        drawn.add_metric([], float(sum(r.power_w or 0.0 for r in rows if r.reachable)))
+        yield from (price, cap, drawn)
         sweep = core.GaugeMetricFamily("asic_sweep_duration_seconds", "how long the last sweep of the fleet took")
         if seconds is not None:
             sweep.add_metric([], seconds)

@@ -227,13 +227,23 @@ def _terminate(signum, frame) -> None:
     "--retries", type=click.IntRange(0, 5), default=1, show_default=True, help="tries again where a connection fails"
 )
 @click.option("--duration", type=Positive, default=None, metavar="S", help="stop after S seconds (default: a signal)")
-def exporter_cmd(hosts_file, listen, interval, timeout, workers, retries, duration) -> None:
+@click.option(
+    "--curtail-state",
+    type=click.Path(dir_okay=False),
+    default=None,
+    help="`farm curtail --state` file: add commanded watts, reasons, compliance, the site's price and cap",
+)
+def exporter_cmd(hosts_file, listen, interval, timeout, workers, retries, duration, curtail_state) -> None:
     """Sweep the fleet every --interval seconds and serve each rig's metrics for Prometheus.
 
     Series (labelled host and model): asic_up, asic_state{state}, asic_hashrate_ghs, asic_power_watts{source},
     asic_chip_temperature_celsius, asic_board_temperature_celsius, asic_fan_rpm{fan}, asic_hashboards,
     asic_problems{problem}, asic_shares_accepted_total, asic_shares_rejected_total, asic_hardware_errors_total,
-    asic_scrape_duration_seconds; and the sweep's own asic_sweep_duration_seconds and asic_sweep_rigs{state}.
+    asic_scrape_duration_seconds, asic_nominal_hashrate_ghs, asic_power_measured_watts; with --curtail-state
+    also asic_power_commanded_watts, asic_expected_hashrate_ghs, asic_curtail_reason{reason},
+    asic_command_compliant, asic_command_latency_seconds; the site's asic_site_price_per_kwh,
+    asic_site_power_cap_watts, asic_site_power_watts; and the sweep's own asic_sweep_duration_seconds and
+    asic_sweep_rigs{state}. Alerting rules for these: deploy/prometheus/asic-alerts.yml.
     """
     from miner.asic.fleet import fleet_summary, read_hosts_file, totals
     from miner.asic.metrics import FleetCollector, MetricsServer, MetricsUnavailable
@@ -264,7 +274,7 @@ def exporter_cmd(hosts_file, listen, interval, timeout, workers, retries, durati
             started = time.monotonic()
             rows = fleet_summary(targets, timeout, workers, retries)
             took = time.monotonic() - started
-            collector.update(rows, took)
+            collector.update(rows, took, _read_curtail_state(curtail_state))
             t = totals(rows)
             _log(
                 f"sweep: {t.hosts} rigs in {took:.1f} s: {t.up} up, {t.paused} paused, {t.faulty} faulty, "
@@ -288,6 +298,21 @@ def exporter_cmd(hosts_file, listen, interval, timeout, workers, retries, durati
     click.echo(f"stopped: {collector.sweeps} sweeps, {server.scrapes} scrapes")
     if interrupted:
         raise Interrupted()
+
+
+def _read_curtail_state(path: str | None) -> dict:
+    """The controller's latest state; a file not there yet, or half written, is no state this sweep."""
+    if not path:
+        return {}
+    try:
+        with open(path, encoding="utf-8") as fh:
+            data = json.load(fh)
+    except FileNotFoundError:
+        return {}
+    except (OSError, ValueError) as exc:
+        _log(f"--curtail-state: cannot read '{path}': {exc}")
+        return {}
+    return data if isinstance(data, dict) else {}
 
 
 def _plan_table(plan, show_all: bool) -> list[str]:
