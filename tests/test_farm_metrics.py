@@ -3,6 +3,7 @@ Prometheus server scraping both (where the Debian package is installed)."""
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import re
@@ -136,6 +137,50 @@ def _exporter(hosts: Path, *extra: str) -> tuple[subprocess.Popen, int, list[str
     raise AssertionError(f"no listening line: {lines}")
 
 
+@contextlib.contextmanager
+def prometheus(tmp_path: Path, jobs: dict[str, int]):
+    """A real Prometheus server scraping each job's 127.0.0.1 port every second; yields it and a query
+    function (instant query to its result list, [] while it is not up yet)."""
+    binary = shutil.which("prometheus")
+    if binary is None:
+        pytest.skip("the Prometheus server is not installed (Debian: apt-get install prometheus)")
+    web = free_port()
+    config = tmp_path / "prometheus.yml"
+    config.write_text(
+        "global:\n  scrape_interval: 1s\n  scrape_timeout: 1s\nscrape_configs:\n"
+        + "".join(
+            f"  - job_name: {job}\n    static_configs:\n      - targets: ['127.0.0.1:{port}']\n"
+            for job, port in jobs.items()
+        )
+    )
+    server = subprocess.Popen(
+        [
+            binary,
+            f"--config.file={config}",
+            f"--storage.tsdb.path={tmp_path / 'tsdb'}",
+            f"--web.listen-address=127.0.0.1:{web}",
+        ],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        stdin=subprocess.DEVNULL,
+        text=True,
+    )
+
+    def query(expr: str) -> list[dict]:
+        url = f"http://127.0.0.1:{web}/api/v1/query?" + urllib.parse.urlencode({"query": expr})
+        try:
+            reply = json.loads(_get(url))
+        except OSError:
+            return []
+        return reply["data"]["result"] if reply.get("status") == "success" else []
+
+    try:
+        yield server, query
+    finally:
+        server.terminate()
+        server.communicate(timeout=30)
+
+
 def _get(url: str) -> str:
     with urllib.request.urlopen(url, timeout=10) as reply:
         return reply.read().decode()
@@ -188,8 +233,7 @@ def test_exporter_bad_input_is_one_line(tmp_path, args, message, code):
 
 
 def test_a_real_prometheus_scrapes_both_exporters(farm, tmp_path):
-    binary = shutil.which("prometheus")
-    if binary is None:
+    if shutil.which("prometheus") is None:
         pytest.skip("the Prometheus server is not installed (Debian: apt-get install prometheus)")
     hosts = tmp_path / "farm.txt"
     hosts.write_text("".join(f"{r.host}:{r.port}\n" for r in farm.farm.rigs))
@@ -199,55 +243,29 @@ def test_a_real_prometheus_scrapes_both_exporters(farm, tmp_path):
     own = MetricsServer([MinerCollector(control)], "127.0.0.1", 0)
     own.start()
     exporter, port, _ = _exporter(hosts, "--interval", "1", "--timeout", "1")
-    web = free_port()
-    config = tmp_path / "prometheus.yml"
-    config.write_text(
-        "global:\n  scrape_interval: 1s\n  scrape_timeout: 1s\n"
-        "scrape_configs:\n"
-        f"  - job_name: fleet\n    static_configs:\n      - targets: ['127.0.0.1:{port}']\n"
-        f"  - job_name: miner\n    static_configs:\n      - targets: ['127.0.0.1:{own.port}']\n"
-    )
-    server = subprocess.Popen(
-        [
-            binary,
-            f"--config.file={config}",
-            f"--storage.tsdb.path={tmp_path / 'tsdb'}",
-            f"--web.listen-address=127.0.0.1:{web}",
-        ],
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.PIPE,
-        stdin=subprocess.DEVNULL,
-        text=True,
-    )
-
-    def query(expr: str) -> list[dict]:
-        url = f"http://127.0.0.1:{web}/api/v1/query?" + urllib.parse.urlencode({"query": expr})
+    with prometheus(tmp_path, {"fleet": port, "miner": own.port}) as (server, query):
         try:
-            reply = json.loads(_get(url))
-        except OSError:
-            return []
-        return reply["data"]["result"] if reply.get("status") == "success" else []
+            _both_exporters_scraped(farm, server, query)
+        finally:
+            exporter.send_signal(signal.SIGTERM)
+            exporter.communicate(timeout=60)
+            own.stop()
 
-    try:
-        deadline = time.monotonic() + DEADLINE
-        fleet, mine = [], []
-        while time.monotonic() < deadline and (len(fleet) < 20 or not mine):
-            assert server.poll() is None, server.stderr.read()
-            fleet = query('asic_up{job="fleet"}')
-            mine = query('sha256d_shares_total{job="miner",result="accepted"}')
-            time.sleep(0.5)
-        assert len(fleet) == 20, fleet
-        assert {r["metric"]["host"] for r in fleet} == {f"{r.host}:{r.port}" for r in farm.farm.rigs}
-        assert float(mine[0]["value"][1]) == 1.0
-        rates = query("asic_hashrate_ghs")
-        healthy = {f"{r.host}:{r.port}": r for r in farm.farm.rigs if r.fault is None}
-        scraped = {r["metric"]["host"]: float(r["value"][1]) for r in rates}
-        for host, rig in healthy.items():
-            assert scraped[host] == pytest.approx(rig.rate_ghs(), rel=0.05), host
-        assert query('up{job="miner"}')[0]["value"][1] == "1" and query('up{job="fleet"}')[0]["value"][1] == "1"
-    finally:
-        server.terminate()
-        server.communicate(timeout=30)
-        exporter.send_signal(signal.SIGTERM)
-        exporter.communicate(timeout=60)
-        own.stop()
+
+def _both_exporters_scraped(farm, server, query) -> None:
+    deadline = time.monotonic() + DEADLINE
+    fleet, mine = [], []
+    while time.monotonic() < deadline and (len(fleet) < 20 or not mine):
+        assert server.poll() is None, server.stderr.read()
+        fleet = query('asic_up{job="fleet"}')
+        mine = query('sha256d_shares_total{job="miner",result="accepted"}')
+        time.sleep(0.5)
+    assert len(fleet) == 20, fleet
+    assert {r["metric"]["host"] for r in fleet} == {f"{r.host}:{r.port}" for r in farm.farm.rigs}
+    assert float(mine[0]["value"][1]) == 1.0
+    rates = query("asic_hashrate_ghs")
+    healthy = {f"{r.host}:{r.port}": r for r in farm.farm.rigs if r.fault is None}
+    scraped = {r["metric"]["host"]: float(r["value"][1]) for r in rates}
+    for host, rig in healthy.items():
+        assert scraped[host] == pytest.approx(rig.rate_ghs(), rel=0.05), host
+    assert query('up{job="miner"}')[0]["value"][1] == "1" and query('up{job="fleet"}')[0]["value"][1] == "1"

@@ -7,10 +7,7 @@ from __future__ import annotations
 import json
 import shutil
 import signal
-import subprocess
 import time
-import urllib.parse
-from datetime import datetime
 from pathlib import Path
 
 import pytest
@@ -18,7 +15,7 @@ from click.testing import CliRunner
 from test_farm_sim import RunningFarm
 
 from miner.asic import power
-from miner.asic.curtail import MARGIN, Slot
+from miner.asic.curtail import MARGIN
 from miner.asic.models import MODELS
 from miner.asic.simulator import Farm
 from miner.asic.targets import Dial, plan_targets
@@ -141,10 +138,9 @@ def test_rigs_ignoring_commands_are_left_out_and_the_cap_still_holds(tmp_path):
 
 
 def test_a_real_prometheus_scrapes_commanded_and_measured_watts(tmp_path):
-    from test_farm_metrics import _exporter, _get, free_port
+    from test_farm_metrics import _exporter, prometheus
 
-    binary = shutil.which("prometheus")
-    if binary is None:
+    if shutil.which("prometheus") is None:
         pytest.skip("the Prometheus server is not installed (Debian: apt-get install prometheus)")
     running = RunningFarm(Farm(8, seed=3, fault_rate=0.0, base="127.1.246.1", mix="dial", speed=SPEED))
     try:
@@ -153,56 +149,32 @@ def test_a_real_prometheus_scrapes_commanded_and_measured_watts(tmp_path):
         result, slots, _ = _curtail(str(hosts), "targets", 100, "--state", str(state))
         assert result.exit_code == 0, result.output
         exporter, port, _ = _exporter(hosts, "--interval", "1", "--timeout", "1", "--curtail-state", str(state))
-        web = free_port()
-        config = tmp_path / "prometheus.yml"
-        config.write_text(
-            "global:\n  scrape_interval: 1s\n  scrape_timeout: 1s\nscrape_configs:\n"
-            f"  - job_name: fleet\n    static_configs:\n      - targets: ['127.0.0.1:{port}']\n"
-        )
-        server = subprocess.Popen(
-            [
-                binary,
-                f"--config.file={config}",
-                f"--storage.tsdb.path={tmp_path / 'tsdb'}",
-                f"--web.listen-address=127.0.0.1:{web}",
-            ],
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.PIPE,
-            stdin=subprocess.DEVNULL,
-            text=True,
-        )
-
-        def query(expr: str) -> list[dict]:
-            url = f"http://127.0.0.1:{web}/api/v1/query?" + urllib.parse.urlencode({"query": expr})
+        with prometheus(tmp_path, {"fleet": port}) as (server, query):
             try:
-                reply = json.loads(_get(url))
-            except OSError:
-                return []
-            return reply["data"]["result"] if reply.get("status") == "success" else []
-
-        try:
-            deadline = time.monotonic() + 90
-            commanded = measured = []
-            while time.monotonic() < deadline and (len(commanded) < 8 or len(measured) < 8):
-                assert server.poll() is None, server.stderr.read()
-                commanded, measured = query("asic_power_commanded_watts"), query("asic_power_measured_watts")
-                time.sleep(0.5)
-            saved = json.loads(state.read_text())["rigs"]
-            got = {r["metric"]["host"]: float(r["value"][1]) for r in commanded}
-            assert got == pytest.approx({k: v["commanded_w"] for k, v in saved.items()})
-            for r in measured:
-                rig = running.farm.rig_at(*r["metric"]["host"].rsplit(":", 1)[:1], 4028)
-                assert float(r["value"][1]) == pytest.approx(rig.power_w(), rel=0.05)
-            site = query("asic_site_price_per_kwh")
-            assert float(site[0]["value"][1]) == slots[-1]["slot"]["price"]
-            assert query('asic_curtail_reason{reason=~"running|price|cap|hysteresis"}')
-        finally:
-            server.terminate()
-            server.communicate(timeout=30)
-            exporter.send_signal(signal.SIGTERM)
-            exporter.communicate(timeout=60)
+                _commanded_and_measured_scraped(running, state, slots, server, query)
+            finally:
+                exporter.send_signal(signal.SIGTERM)
+                exporter.communicate(timeout=60)
     finally:
         running.close()
+
+
+def _commanded_and_measured_scraped(running, state, slots, server, query) -> None:
+    deadline = time.monotonic() + 90
+    commanded = measured = []
+    while time.monotonic() < deadline and (len(commanded) < 8 or len(measured) < 8):
+        assert server.poll() is None, server.stderr.read()
+        commanded, measured = query("asic_power_commanded_watts"), query("asic_power_measured_watts")
+        time.sleep(0.5)
+    saved = json.loads(state.read_text())["rigs"]
+    got = {r["metric"]["host"]: float(r["value"][1]) for r in commanded}
+    assert got == pytest.approx({k: v["commanded_w"] for k, v in saved.items()})
+    for r in measured:
+        rig = running.farm.rig_at(*r["metric"]["host"].rsplit(":", 1)[:1], 4028)
+        assert float(r["value"][1]) == pytest.approx(rig.power_w(), rel=0.05)
+    site = query("asic_site_price_per_kwh")
+    assert float(site[0]["value"][1]) == slots[-1]["slot"]["price"]
+    assert query('asic_curtail_reason{reason=~"running|price|cap|hysteresis"}')
 
 
 def test_bad_input_touches_no_rig(tmp_path):
@@ -221,7 +193,3 @@ def test_bad_input_touches_no_rig(tmp_path):
         assert [(r.setting_w, r.asleep) for r in running.farm.rigs] == before
     finally:
         running.close()
-
-
-def test_slot_type_is_the_curtail_schedule():
-    assert Slot(datetime(2026, 1, 1), datetime(2026, 1, 2), 0.05, None, 1).describe()

@@ -351,8 +351,8 @@ async def apply(
 # --- the dwell memory -----------------------------------------------------------------------------------
 
 
-def load_state(path: str | None) -> dict[str, float]:
-    """When each rig last changed, from a previous run (the minimum time between changes spans runs)."""
+def read_state(path: str | None) -> dict:
+    """A state file's JSON object ({} where there is none yet); ValueError naming the file if unreadable."""
     if not path:
         return {}
     try:
@@ -362,7 +362,12 @@ def load_state(path: str | None) -> dict[str, float]:
         return {}
     except (OSError, ValueError) as exc:
         raise ValueError(f"cannot read state file '{path}': {exc}") from None
-    changes = data.get("last_change", {}) if isinstance(data, dict) else {}
+    return data if isinstance(data, dict) else {}
+
+
+def load_state(path: str | None) -> dict[str, float]:
+    """When each rig last changed, from a previous run (the minimum time between changes spans runs)."""
+    changes = read_state(path).get("last_change", {})
     return {str(k): float(v) for k, v in changes.items() if isinstance(v, (int, float))}
 
 

@@ -301,18 +301,14 @@ def exporter_cmd(hosts_file, listen, interval, timeout, workers, retries, durati
 
 
 def _read_curtail_state(path: str | None) -> dict:
-    """The controller's latest state; a file not there yet, or half written, is no state this sweep."""
-    if not path:
-        return {}
+    """The controller's latest state; a file unreadable this sweep (half written) is no state this sweep."""
+    from miner.asic.curtail import read_state
+
     try:
-        with open(path, encoding="utf-8") as fh:
-            data = json.load(fh)
-    except FileNotFoundError:
+        return read_state(path)
+    except ValueError as exc:
+        _log(f"--curtail-state: {exc}")
         return {}
-    except (OSError, ValueError) as exc:
-        _log(f"--curtail-state: cannot read '{path}': {exc}")
-        return {}
-    return data if isinstance(data, dict) else {}
 
 
 def _plan_table(plan, show_all: bool) -> list[str]:
@@ -464,25 +460,7 @@ def curtail_cmd(
     if hashprice is None:
         hashprice = explain_economics(1e12, 0.0, 0.0, difficulty, reward, btc_price)["revenue_per_day"]
     if mode == "targets" or replay:
-        _curtail_dials(
-            slots,
-            targets,
-            start,
-            once and not replay,
-            mode,
-            hashprice,
-            power_cap_kw,
-            hysteresis,
-            min_dwell,
-            dry_run,
-            speed,
-            state_file,
-            last_change,
-            timeout,
-            workers,
-            audit_log,
-            as_json,
-        )
+        _curtail_dials(slots, targets, start, hashprice, last_change, click.get_current_context().params)
         return
     failures = 0
     history: list[dict] = []  # one record per slot run, for --plot
@@ -610,28 +588,20 @@ def curtail_cmd(
         raise CliError(f"{failures} switch(es) not confirmed")
 
 
-def _curtail_dials(
-    slots,
-    targets,
-    start,
-    once,
-    mode,
-    hashprice,
-    cap_kw,
-    hysteresis,
-    min_dwell,
-    dry_run,
-    speed,
-    state_file,
-    last_change,
-    timeout,
-    workers,
-    audit_log,
-    as_json,
-) -> None:
+def _curtail_dials(slots, targets, start, hashprice, last_change, options: dict) -> None:
     """--mode targets, or --replay: power targets planned, commanded, read back; a summary at the end."""
     from miner.asic import curtail, power
     from miner.asic import targets as dials_mod
+
+    once = options["once"] and not options["replay"]
+    mode, cap_kw, timeout, workers = options["mode"], options["power_cap_kw"], options["timeout"], options["workers"]
+    state_file, audit_log, as_json = options["state_file"], options["audit_log"], options["as_json"]
+    hysteresis, min_dwell, dry_run, speed = (
+        options["hysteresis"],
+        options["min_dwell"],
+        options["dry_run"],
+        options["speed"],
+    )
 
     async def run() -> list[dict]:
         sessions = power.Sessions()
