@@ -27,6 +27,7 @@ from typing import Any
 import click
 
 from miner.cli.common import CliError
+from miner.logs import redact
 
 if sys.version_info >= (3, 11):
     import tomllib
@@ -62,9 +63,6 @@ SAME_AS_OURS: dict[str, Callable[[Any], bool]] = {
 }
 
 PASSWORD_KEYS = ("pass",)
-_URL_PASSWORD = re.compile(r"(://[^:/@\s]+:)[^@/\s]*@")
-
-
 def _key(name: str) -> str:
     return name.replace("_", "-").lower()
 
@@ -236,11 +234,11 @@ def config_record(ctx: click.Context, include_passwords: bool) -> dict[str, Any]
         for pool in record.get("pools", []):
             pool.pop("pass", None)
         record = {
-            key: _URL_PASSWORD.sub(r"\1***@", value) if isinstance(value, str) else value
+            key: redact(value) if isinstance(value, str) else value
             for key, value in record.items()
         }
         for pool in record.get("pools", []):
-            pool["url"] = _URL_PASSWORD.sub(r"\1***@", pool["url"])
+            pool["url"] = redact(pool["url"])
     return record
 
 
