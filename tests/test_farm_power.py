@@ -249,3 +249,44 @@ def test_cli_bad_input_is_one_line_and_touches_no_rig(dial_farm, tmp_path, args,
     lines = result.stderr.strip().splitlines()
     assert len(lines) == 1 and lines[0].startswith("miner: error: ") and message in lines[0], result.stderr
     assert result.stdout == "" and _settings(dial_farm) == before
+
+
+def test_this_miners_dial_is_its_thread_count():
+    from test_api import FakeControl
+
+    from miner.asic.server import ApiServer
+
+    class Threads(FakeControl):
+        def __init__(self) -> None:
+            super().__init__()
+            self.stats.device("CPU 2")
+            self.stats.device("CPU 3")
+            self.paused = False
+
+        def set_device_enabled(self, index: int, enabled: bool) -> None:
+            list(self.stats.devices.values())[index].enabled = enabled
+
+        def pause(self) -> None:
+            self.paused = True
+
+        def resume(self) -> None:
+            self.paused = False
+
+    control = Threads()
+    server = ApiServer(control, "127.0.0.1", 0, allow="W:127.0.0.1")
+    server.start()
+    try:
+        target = f"127.0.0.1:{server.port}"
+        result = CliRunner().invoke(main, ["asic", "power-target", "50%", target, "--json"])
+        assert result.exit_code == 0, result.output
+        (outcome,) = json.loads(result.stdout)
+        assert outcome["complied"] and outcome["commands"] == ["pgadisable|2", "pgadisable|3"]
+        assert [d.enabled for d in control.stats.devices.values()] == [True, True, False, False]
+        refused = CliRunner().invoke(main, ["asic", "power-target", "3000", target])
+        assert refused.exit_code == 2 and "reports no watts" in refused.stderr
+        assert [d.enabled for d in control.stats.devices.values()] == [True, True, False, False]
+        slept = CliRunner().invoke(main, ["asic", "sleep", target, "--json"])
+        assert slept.exit_code == 0, slept.output and control.paused
+        assert json.loads(slept.stdout)[0]["commands"] == ["pause"] and control.paused
+    finally:
+        server.stop()
