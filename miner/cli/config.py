@@ -63,6 +63,8 @@ SAME_AS_OURS: dict[str, Callable[[Any], bool]] = {
 }
 
 PASSWORD_KEYS = ("pass",)
+
+
 def _key(name: str) -> str:
     return name.replace("_", "-").lower()
 
@@ -233,10 +235,7 @@ def config_record(ctx: click.Context, include_passwords: bool) -> dict[str, Any]
     if not include_passwords:
         for pool in record.get("pools", []):
             pool.pop("pass", None)
-        record = {
-            key: redact(value) if isinstance(value, str) else value
-            for key, value in record.items()
-        }
+        record = {key: redact(value) if isinstance(value, str) else value for key, value in record.items()}
         for pool in record.get("pools", []):
             pool["url"] = redact(pool["url"])
     return record
