@@ -67,17 +67,21 @@ def run_mode(args, mode: str, workdir: str, base: str) -> dict:
         farm.wait(30)
 
 
-def main() -> None:
+def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--rigs", type=int, default=500)
     parser.add_argument("--seed", type=int, default=19)
     parser.add_argument("--speed", type=positive_float, default=300.0, help="simulated seconds per second")
-    parser.add_argument("--cap-kw", type=positive_float, default=None, help="site cap (default: 85%% of nominal)")
+    parser.add_argument("--cap-kw", type=non_negative_float, default=0.0, help="site cap (0: 85%% of nominal)")
     parser.add_argument("--ignore-rate", type=non_negative_float, default=0.0)
     parser.add_argument("--prices", default=PRICES)
     parser.add_argument("--json", action="store_true")
-    args = parser.parse_args()
-    if args.cap_kw is None:
+    return parser
+
+
+def main() -> None:
+    args = build_parser().parse_args()
+    if not args.cap_kw:
         sys.path.insert(0, os.path.join(HERE, ".."))
         from miner.asic.simulator import Farm
 
