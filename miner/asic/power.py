@@ -270,7 +270,8 @@ class MinerDriver(PauseDriver):
     def check(self, rig: Rig, watts: float) -> None:
         raise PowerError(f"{rig.key}: this miner reports no watts; give the target as a percentage (threads)")
 
-    async def threads(self, rig: Rig, percent: float, out: Outcome) -> tuple[bool, str]:
+    async def threads(self, rig: Rig, percent: float, out: Outcome) -> tuple[bool, str, int]:
+        """Enable the first ``percent`` of the threads, disable the rest; (ok, reply, threads wanted)."""
         devs = await _ask(rig.host, rig.port, "devs", None, self.timeout)
         records = [r for r in devs.get("DEVS", []) if isinstance(r, dict)]
         count = max(1, round(len(records) * percent / 100)) if records else 0
@@ -283,8 +284,8 @@ class MinerDriver(PauseDriver):
             out.commands.append(f"{verb}|{index}")
             ok, msg = await self.send(rig, verb, str(index))
             if not ok:
-                return ok, msg
-        return True, f"{count} of {len(records)} threads"
+                return ok, msg, count
+        return True, f"{count} of {len(records)} threads", count
 
     async def read(self, rig: Rig) -> Reading:
         reading = await super().read(rig)
@@ -433,6 +434,7 @@ async def command(
         settle = (rig.model.wake_s if action == "wake" else rig.model.ramp_s) / speed
     else:
         settle = 2.0
+    wanted_threads: int | None = None  # this miner's dial: compliance is its thread count, not watts
     for attempt in (1, 2):
         sent = len(out.commands)
         try:
@@ -441,7 +443,7 @@ async def command(
             elif action == "wake":
                 ok, msg = await driver.wake(rig, out)
             elif isinstance(driver, MinerDriver):
-                ok, msg = await driver.threads(rig, percent or 100.0, out)
+                ok, msg, wanted_threads = await driver.threads(rig, percent or 100.0, out)
             else:
                 ok, msg = await driver.target(rig, watts or 0.0, out)
         except (ApiError, PowerError) as exc:
@@ -472,9 +474,8 @@ async def command(
         if reading is not None:
             out.measured_w = reading.watts
             out.complied = complies(rig, action, watts, reading)
-            if isinstance(driver, MinerDriver) and action == "target":
-                out.message = msg
-                out.complied = reading.threads == int(msg.split()[0])
+            if wanted_threads is not None:
+                out.complied = reading.threads == wanted_threads
             shown = f"{reading.watts:.0f} W" if reading.watts is not None else "no watts"
             out.message = f"{'complied' if out.complied else 'not complying'}: reads {shown}"
             if reading.ths is not None:
